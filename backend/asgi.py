@@ -1,0 +1,27 @@
+"""ASGI entry point: `uvicorn backend.asgi:application`."""
+
+import os
+import sys
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+
+application = get_asgi_application()
+
+
+def _leave_client_address_to_django() -> None:
+    """Switch off uvicorn's own X-Forwarded-For rewriting.
+
+    Unless started with --no-proxy-headers, uvicorn replaces the client address with
+    one from X-Forwarded-For for peers in its FORWARDED_ALLOW_IPS (loopback by
+    default), so any local process could pick the address the per-address SMS limit
+    counts. The service has one rule for that, TRUSTED_PROXIES (schema/view.py).
+    uvicorn imports this module before it wraps the application, so this takes.
+    """
+    uvicorn_config = sys.modules.get("uvicorn.config")
+    if uvicorn_config is not None and hasattr(uvicorn_config, "ProxyHeadersMiddleware"):
+        uvicorn_config.ProxyHeadersMiddleware = lambda app, **kwargs: app
+
+
+_leave_client_address_to_django()

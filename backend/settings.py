@@ -1,0 +1,200 @@
+"""Settings for the phone sign-in service.
+
+Every environment variable the service reads is read here, with its default;
+the table in README.md lists them. Nothing else in the code reads os.environ.
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+import phonenumbers
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def parse_test_numbers(value: str) -> dict[str, str]:
+    """"+15005550006:1234,+15005550007:4321" -> {"+15005550006": "1234", ...}."""
+    numbers = {}
+    for pair in value.split(","):
+        if not pair.strip():
+            continue
+        phone, sep, code = pair.strip().rpartition(":")
+        if not sep or not phone or not (code.isascii() and code.isdigit() and len(code) == 4):
+            raise ImproperlyConfigured(f"OTP_TEST_NUMBERS: {pair!r} is not phone:4-digit-code")
+        try:
+            number = phonenumbers.parse(phone.strip(), None)
+        except phonenumbers.NumberParseException as error:
+            raise ImproperlyConfigured(f"OTP_TEST_NUMBERS: {phone!r}: {error}") from None
+        numbers[phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)] = code
+    return numbers
+
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off")
+    SECRET_KEY = "dev-only-insecure-key-never-use-in-production-0123456789"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+GRAPHIQL = env_bool("GRAPHIQL", DEBUG)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "users",
+    "schema",  # before strawberry_django: its export_schema is the project's
+    "corsheaders",
+    "graphql_jwt.refresh_token.apps.RefreshTokenConfig",
+    "strawberry_django",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "backend.urls"
+ASGI_APPLICATION = "backend.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: DATABASE_URL, else SQLite in the project folder (the embedded default).
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+else:
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's psycopg pool: connections are reused across requests under ASGI, and
+    # a database that does not answer fails fast instead of hanging a request.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "connect_timeout": 3,
+            "pool": {"min_size": 1, "max_size": 20, "timeout": 5},
+        }
+    )
+
+AUTH_USER_MODEL = "users.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Production hardening; `manage.py check --deploy` is clean with DEBUG off behind TLS.
+if not DEBUG:
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+    X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        # Strawberry logs every GraphQL error, user mistakes included; the schema
+        # logs the unexpected ones itself, with their tracebacks.
+        "strawberry.execution": {"level": "CRITICAL"},
+    },
+}
+
+# One-time codes and their limits (see README "Security").
+SMS_BACKEND = os.environ.get("SMS_BACKEND", "simulated").strip() or "simulated"
+SMS_SIMULATED_DELAY = env_float("SMS_SIMULATED_DELAY", 1.0)
+OTP_TTL = env_int("OTP_TTL", 300)
+OTP_MAX_ATTEMPTS = env_int("OTP_MAX_ATTEMPTS", 5)
+OTP_MAX_FAILED_PER_PHONE = env_int("OTP_MAX_FAILED_PER_PHONE", 20)
+OTP_RESEND_COOLDOWN = env_int("OTP_RESEND_COOLDOWN", 60)
+OTP_MAX_SENDS_PER_PHONE = env_int("OTP_MAX_SENDS_PER_PHONE", 5)
+OTP_MAX_SENDS_PER_IP = env_int("OTP_MAX_SENDS_PER_IP", 30)
+OTP_TEST_NUMBERS = parse_test_numbers(os.environ.get("OTP_TEST_NUMBERS", ""))
+PHONE_DEFAULT_REGION = os.environ.get("PHONE_DEFAULT_REGION", "").strip().upper() or None
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+
+# Tokens: access JWTs from django-graphql-jwt, stored rotating refresh tokens.
+JWT_EXPIRATION = env_int("JWT_EXPIRATION", 900)
+REFRESH_TOKEN_EXPIRATION = env_int("REFRESH_TOKEN_EXPIRATION", 30 * 24 * 3600)
+GRAPHQL_JWT = {
+    "JWT_SECRET_KEY": SECRET_KEY,
+    "JWT_ALGORITHM": "HS256",
+    "JWT_VERIFY": True,
+    "JWT_VERIFY_EXPIRATION": True,
+    "JWT_EXPIRATION_DELTA": timedelta(seconds=JWT_EXPIRATION),
+    "JWT_LONG_RUNNING_REFRESH_TOKEN": True,
+    "JWT_REFRESH_EXPIRATION_DELTA": timedelta(seconds=REFRESH_TOKEN_EXPIRATION),
+    "JWT_REFRESH_TOKEN_N_BYTES": 32,
+    "JWT_PAYLOAD_HANDLER": "users.tokens.jwt_payload",
+    "JWT_PAYLOAD_GET_USERNAME_HANDLER": "users.tokens.user_id_from_payload",
+    "JWT_GET_USER_BY_NATURAL_KEY_HANDLER": "users.tokens.active_user_by_id",
+}
+
+# GraphQL limits.
+GRAPHQL_MAX_DEPTH = 10
+GRAPHQL_MAX_ALIASES = 15
+GRAPHQL_MAX_TOKENS = 2000

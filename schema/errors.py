@@ -1,0 +1,136 @@
+"""How failures reach clients.
+
+Expected refusals are data: a DomainError becomes a `UserError` in the payload, in
+one place (`returns_user_errors`). Missing or bad tokens and missing rights are
+top-level errors with `extensions.code`; so is a database that does not answer.
+Anything else is logged with its traceback and reaches the client as
+"Internal server error", with detail only when DEBUG is on.
+"""
+
+import functools
+import logging
+from collections.abc import Iterator
+
+import strawberry
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from graphql import GraphQLError
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from psycopg import OperationalError as PsycopgOperationalError
+from strawberry.extensions import SchemaExtension
+
+from users.errors import DomainError, ErrorCode
+
+logger = logging.getLogger("schema")
+
+UserErrorCode = strawberry.enum(ErrorCode, name="UserErrorCode")
+
+
+@strawberry.type
+class UserError:
+    code: UserErrorCode
+    field: str | None = strawberry.field(
+        description='The argument at fault, e.g. "phone", "code", "inviteCode".'
+    )
+    message: str = strawberry.field(description="For people; clients branch on `code`.")
+    retry_after: int | None = strawberry.field(
+        description="Seconds, with RATE_LIMITED and TOO_MANY_ATTEMPTS."
+    )
+
+
+def returns_user_errors(payload_type):
+    """Decorate a mutation resolver so a DomainError becomes `payload_type(user_errors=[...])`."""
+
+    def decorate(resolver):
+        @functools.wraps(resolver)
+        async def resolve(*args, **kwargs):
+            try:
+                return await resolver(*args, **kwargs)
+            except DomainError as error:
+                return payload_type(
+                    user_errors=[
+                        UserError(
+                            code=error.code,
+                            field=error.field,
+                            message=error.message,
+                            retry_after=error.retry_after,
+                        )
+                    ]
+                )
+
+        return resolve
+
+    return decorate
+
+
+class ApiError(Exception):
+    """A top-level error whose message is safe to show, with `extensions.code`."""
+
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class NotAuthenticated(ApiError):
+    code = "UNAUTHENTICATED"
+
+    def __init__(self):
+        super().__init__("Sign in: this needs a valid access token (Authorization: Bearer).")
+
+
+class Forbidden(ApiError):
+    code = "FORBIDDEN"
+
+    def __init__(self):
+        super().__init__("Staff only.")
+
+
+UNAVAILABLE = (OperationalError, InterfaceError, PsycopgOperationalError)
+
+
+class ErrorPolicy(SchemaExtension):
+    """Gives every top-level error a code and hides what clients must not see."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            result.errors = [self._public(error) for error in result.errors]
+
+    def _public(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if original is None or isinstance(original, GraphQLError):
+            return error
+        if isinstance(original, ApiError):
+            message, code = str(original), original.code
+        elif isinstance(original, UNAVAILABLE):
+            logger.error("database unavailable: %s", original)
+            message, code = "Service unavailable, try again shortly.", "SERVICE_UNAVAILABLE"
+        else:
+            logger.error("unexpected error", exc_info=original)
+            message, code = "Internal server error", "INTERNAL_SERVER_ERROR"
+            if settings.DEBUG:
+                message = f"Internal server error: {original!r}"
+        return GraphQLError(
+            message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": code},
+        )
+
+
+class IntrospectionPolicy(SchemaExtension):
+    """Introspection follows GRAPHIQL (on with DEBUG by default)."""
+
+    def on_operation(self) -> Iterator[None]:
+        if not settings.GRAPHIQL:
+            self.execution_context.validation_rules = (
+                *self.execution_context.validation_rules,
+                NoSchemaIntrospectionCustomRule,
+            )
+        yield

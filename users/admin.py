@@ -1,0 +1,77 @@
+"""Staff see every user: searchable by phone and invite code, with inviter and referrals."""
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import Count
+
+from users.models import User
+from users.phones import normalize_phone
+
+
+class PhoneField(forms.CharField):
+    """Accepts any spelling of a number and stores its E.164 form."""
+
+    def clean(self, value):
+        from users.errors import DomainError
+
+        value = super().clean(value)
+        try:
+            return normalize_phone(value)
+        except DomainError as error:
+            raise forms.ValidationError(error.message) from None
+
+
+class UserCreationForm(forms.ModelForm):
+    phone = PhoneField(help_text="International format, e.g. +375291234567.")
+
+    class Meta:
+        model = User
+        fields = ["phone"]
+
+    def save(self, commit=True):
+        return User.objects.create_user(self.cleaned_data["phone"])
+
+    def save_m2m(self):
+        pass
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    add_form = UserCreationForm
+    add_fieldsets = ((None, {"fields": ["phone"]}),)
+    list_display = [
+        "phone",
+        "invite_code",
+        "inviter",
+        "referral_count",
+        "date_joined",
+        "is_staff",
+        "is_active",
+    ]
+    list_filter = ["is_staff", "is_active"]
+    search_fields = ["phone", "invite_code"]
+    ordering = ["-date_joined", "-id"]
+    list_select_related = ["invited_by"]
+    readonly_fields = ["phone", "invite_code", "invited_by", "invite_activated_at", "date_joined", "last_login"]
+    fieldsets = (
+        (None, {"fields": ["phone", "password"]}),
+        ("Invites", {"fields": ["invite_code", "invited_by", "invite_activated_at"]}),
+        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
+        ("Dates", {"fields": ["date_joined", "last_login"]}),
+    )
+    filter_horizontal = ["groups", "user_permissions"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_referral_count=Count("referrals"))
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj else []
+
+    @admin.display(description="invited by", ordering="invited_by__phone")
+    def inviter(self, obj):
+        return obj.invited_by.phone if obj.invited_by else None
+
+    @admin.display(description="referrals", ordering="_referral_count")
+    def referral_count(self, obj):
+        return obj._referral_count

@@ -1,0 +1,137 @@
+"""Users, their invite codes, one-time codes and the counters behind the limits."""
+
+import secrets
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import IntegrityError, models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from users.phones import normalize_phone, validate_e164
+
+INVITE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+INVITE_LENGTH = 6
+
+
+def new_invite_code() -> str:
+    return "".join(secrets.choice(INVITE_ALPHABET) for _ in range(INVITE_LENGTH))
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, phone, password=None, **fields):
+        """Create a user with a fresh invite code, drawing again on a collision.
+
+        The unique constraint on invite_code decides; the savepoint keeps an outer
+        transaction usable after a collision.
+        """
+        phone = normalize_phone(phone)
+        for _ in range(10):
+            user = self.model(phone=phone, invite_code=new_invite_code(), **fields)
+            user.set_password(password)
+            try:
+                with transaction.atomic():
+                    user.save(using=self._db)
+                return user
+            except IntegrityError:
+                if self.filter(phone=phone).exists():
+                    raise
+        raise IntegrityError("could not draw a free invite code")
+
+    def create_superuser(self, phone, password=None, **fields):
+        fields.update(is_staff=True, is_superuser=True)
+        return self.create_user(phone, password, **fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person, known by a phone number in E.164.
+
+    `invited_by` is set once, when the user activates someone's invite code; the
+    referrals form a forest (activate_invite refuses cycles). `invite_activated_at`
+    stays set even if the inviter is later deleted, so a code is activated once ever.
+    """
+
+    phone = models.CharField("phone", max_length=16, unique=True, validators=[validate_e164])
+    invite_code = models.CharField("invite code", max_length=INVITE_LENGTH, unique=True)
+    invited_by = models.ForeignKey(
+        "self",
+        verbose_name="invited by",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="referrals",
+    )
+    invite_activated_at = models.DateTimeField("invite activated at", null=True, blank=True)
+    is_staff = models.BooleanField("staff status", default=False)
+    is_active = models.BooleanField("active", default=True)
+    date_joined = models.DateTimeField("date joined", default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "phone"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(phone__regex=r"^\+[1-9][0-9]{6,14}$"), name="user_phone_e164"
+            ),
+            models.CheckConstraint(
+                condition=Q(invite_code__regex=rf"^[{INVITE_ALPHABET}]{{{INVITE_LENGTH}}}$"),
+                name="user_invite_code_shape",
+            ),
+            models.CheckConstraint(
+                condition=~Q(invited_by=F("pk")), name="user_not_invited_by_self"
+            ),
+            models.CheckConstraint(
+                condition=Q(invited_by__isnull=True) | Q(invite_activated_at__isnull=False),
+                name="user_invited_has_activation_time",
+            ),
+        ]
+        indexes = [
+            # Referrals page, oldest activation first, keyset on (activated_at, id).
+            models.Index(
+                fields=["invited_by", "invite_activated_at", "id"], name="user_referrals_idx"
+            ),
+            # Staff list, newest first.
+            models.Index(fields=["-date_joined", "-id"], name="user_newest_idx"),
+        ]
+
+    def __str__(self):
+        return self.phone
+
+
+class OtpChallenge(models.Model):
+    """The one live code of a phone: a new send replaces it, success deletes it.
+
+    Only an HMAC of the code is kept. `attempts` counts wrong guesses at this code;
+    every check locks the row, so concurrent guesses are counted one by one.
+    """
+
+    phone = models.CharField(max_length=16, unique=True)
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="otp_expires_idx")]
+
+    def __str__(self):
+        return f"code for {self.phone}"
+
+
+class RateLimit(models.Model):
+    """A sliding-window log of recent events for one key ("send:phone:+1...").
+
+    `hits` holds the epoch seconds of the events still inside the window, at most
+    `limit` of them. Callers lock the row, so every worker sees one count.
+    """
+
+    key = models.CharField(max_length=80, unique=True)
+    hits = models.JSONField(default=list)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return self.key

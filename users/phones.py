@@ -1,0 +1,53 @@
+"""Phone numbers: what the API accepts, and the one E.164 spelling it stores."""
+
+import re
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from users.errors import DomainError, ErrorCode
+
+MAX_PHONE_INPUT = 32
+# ASCII digits, one leading "+", spaces, dashes, dots and parentheses. Letters are
+# refused here because libphonenumber would read them as keypad digits.
+PHONE_CHARACTERS = re.compile(r"\+?[0-9 ().\-]*[0-9][0-9 ().\-]*")
+
+
+def normalize_phone(raw: str, *, allow_test_numbers: bool = True) -> str:
+    """Return the number in E.164, or raise DomainError(INVALID_PHONE)."""
+    invalid = DomainError(
+        ErrorCode.INVALID_PHONE,
+        "Enter a valid phone number in international format, e.g. +375291234567.",
+        field="phone",
+    )
+    if not isinstance(raw, str) or len(raw) > MAX_PHONE_INPUT:
+        raise invalid
+    raw = raw.strip()
+    if not PHONE_CHARACTERS.fullmatch(raw):
+        raise invalid
+    region = None if raw.startswith("+") else settings.PHONE_DEFAULT_REGION
+    if region is None and not raw.startswith("+"):
+        raise invalid
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        raise invalid from None
+    if number.extension:
+        raise invalid
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if allow_test_numbers and e164 in settings.OTP_TEST_NUMBERS:
+        return e164
+    if not phonenumbers.is_valid_number(number):
+        raise invalid
+    return e164
+
+
+def validate_e164(value: str) -> None:
+    """Model-field validator: the stored spelling is E.164 and nothing else."""
+    try:
+        normalized = normalize_phone(value)
+    except DomainError as error:
+        raise ValidationError(error.message) from None
+    if normalized != value:
+        raise ValidationError(f"Enter the number in E.164: {normalized}")
