@@ -25,11 +25,11 @@ schema = Schema(
     mutation=Mutation,
     extensions=[
         IntrospectionPolicy,
-        MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
-        ParserCache(maxsize=256),
-        QueryDepthLimiter(max_depth=settings.GRAPHQL_MAX_DEPTH),
-        MaxAliasesLimiter(max_alias_count=settings.GRAPHQL_MAX_ALIASES),
-        ValidationCache(maxsize=256),
+        lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
+        lambda: ParserCache(maxsize=256),
+        lambda: QueryDepthLimiter(max_depth=settings.GRAPHQL_MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.GRAPHQL_MAX_ALIASES),
+        lambda: ValidationCache(maxsize=256),
         ErrorPolicy,
     ],
 )

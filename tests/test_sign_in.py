@@ -1,0 +1,273 @@
+"""Signing in with a phone number and a one-time code, through the GraphQL API."""
+
+import asyncio
+import json
+import re
+from datetime import datetime
+
+import jwt
+import pytest
+from django.test import AsyncClient
+
+from tests.conftest import ME, error_codes, new_phone, top_error_code
+from users.models import OtpChallenge, User
+
+
+def test_send_code_normalises_the_phone_and_returns_the_simulated_code(api):
+    sent = api.send("+375 (29) 123-45-67")
+    assert sent["phone"] == "+375291234567"
+    assert re.fullmatch(r"[0-9]{4}", sent["debugCode"])
+    assert datetime.fromisoformat(sent["expiresAt"]) > datetime.now().astimezone()
+    assert sent["userErrors"] == []
+
+
+def test_first_sign_in_creates_the_user_with_an_invite_code(api):
+    signed_in = api.sign_in("+375291234567")
+    assert signed_in["isNewUser"] is True
+    assert signed_in["token"] and signed_in["refreshToken"]
+    profile = signed_in["profile"]
+    assert profile["phone"] == "+375291234567"
+    assert re.fullmatch(r"[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{6}", profile["inviteCode"])
+    assert profile["activatedInviteCode"] is None
+    assert api.me(signed_in["token"])["phone"] == "+375291234567"
+
+
+def test_every_spelling_of_a_number_is_one_user(api):
+    first = api.sign_in("+375291234567")
+    again = api.sign_in("+375 29 123.45.67")
+    assert again["isNewUser"] is False
+    assert again["profile"]["id"] == first["profile"]["id"]
+    assert User.objects.count() == 1
+
+
+def test_wrong_code_is_refused(api):
+    sent = api.send("+375291234567")
+    wrong = "0000" if sent["debugCode"] != "0000" else "1111"
+    result = api.verify("+375291234567", wrong)
+    assert error_codes(result) == ["INVALID_CODE"]
+    assert result["userErrors"][0]["field"] == "code"
+    assert result["token"] is None and result["profile"] is None
+    assert not User.objects.exists()
+
+
+def test_a_code_works_once(api):
+    sent = api.send("+375291234567")
+    assert api.verify("+375291234567", sent["debugCode"])["userErrors"] == []
+    assert error_codes(api.verify("+375291234567", sent["debugCode"])) == ["CODE_EXPIRED"]
+
+
+def test_no_code_sent_is_code_expired(api):
+    assert error_codes(api.verify("+375291234567", "1234")) == ["CODE_EXPIRED"]
+
+
+def test_an_expired_code_is_refused(api, settings):
+    settings.OTP_TTL = 0
+    sent = api.send("+375291234567")
+    assert error_codes(api.verify("+375291234567", sent["debugCode"])) == ["CODE_EXPIRED"]
+
+
+def test_a_new_code_replaces_the_old_one(api):
+    first = api.send("+375291234567")["debugCode"]
+    second = api.send("+375291234567")["debugCode"]
+    if first != second:
+        assert error_codes(api.verify("+375291234567", first)) == ["INVALID_CODE"]
+    assert api.verify("+375291234567", second)["userErrors"] == []
+    assert OtpChallenge.objects.count() == 0
+
+
+def test_only_a_hmac_of_the_code_is_stored(api):
+    code = api.send("+375291234567")["debugCode"]
+    challenge = OtpChallenge.objects.get()
+    assert code not in challenge.code_hash and len(challenge.code_hash) == 64
+
+
+def test_send_code_answers_alike_for_known_and_unknown_phones(api):
+    api.sign_in("+375291234567")
+    known = api.send("+375291234567")
+    unknown = api.send("+375291234568")
+    assert known.keys() == unknown.keys()
+    assert {k: v is None for k, v in known.items()} == {k: v is None for k, v in unknown.items()}
+
+
+def test_console_backend_keeps_the_code_out_of_the_response(api, settings):
+    settings.SMS_BACKEND = "console"
+    sent = api.send("+375291234567")
+    assert sent["debugCode"] is None and sent["phone"] == "+375291234567"
+
+
+def test_test_numbers_use_their_fixed_code_and_deliver_nothing(api, settings):
+    settings.OTP_TEST_NUMBERS = {"+15005550006": "1234"}
+    settings.SMS_SIMULATED_DELAY = 30  # would hang the test if it were awaited
+    sent = api.send("+1 500 555 0006")
+    assert sent["debugCode"] is None and sent["userErrors"] == []
+    assert api.verify("+15005550006", "1234")["userErrors"] == []
+
+
+def test_numbers_without_plus_need_a_default_region(api, settings):
+    assert error_codes(api.send("80291234567")) == ["INVALID_PHONE"]
+    settings.PHONE_DEFAULT_REGION = "BY"
+    assert api.send("8 029 123 45 67")["phone"] == "+375291234567"
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "",
+        "hello",
+        "+1-800-FLOWERS",  # keypad letters
+        "+375291234567 ext. 12",
+        "+375291234567;ext=12",
+        "++375291234567",
+        "+375+291234567",
+        "+375291234567\x00",
+        "+37529\n1234567",
+        "+37529\u00a01234567",
+        "+\u0663\u0667\u0665291234567",  # Arabic-Indic digits
+        "+\uff13\uff17\uff15291234567",  # full-width digits
+        "+375 29 123 45 67 " + " " * 20,  # longer than 32 characters
+        "+1" + "2" * 10_000,
+        "+999123456789",  # no such country code
+        "+37529123",  # too short
+    ],
+)
+def test_malformed_phones_are_invalid_phone(api, phone):
+    result = api.send(phone)
+    assert error_codes(result) == ["INVALID_PHONE"]
+    assert result["userErrors"][0]["field"] == "phone"
+    assert result["phone"] is None and result["debugCode"] is None
+    verify = api.verify(phone, "1234")
+    assert error_codes(verify) == ["INVALID_PHONE"]
+
+
+@pytest.mark.parametrize(
+    "code", ["\u0661\u0662\u0663\u0664", "\uff11\uff12\uff13\uff14", "12345", "123", "12a4", "1\x0034", "1" * 10_000, ""]
+)
+def test_codes_are_four_ascii_digits(api, code):
+    api.send("+375291234567")
+    result = api.verify("+375291234567", code)
+    assert error_codes(result) == ["INVALID_CODE"]
+    assert result["userErrors"][0]["field"] == "code"
+
+
+def test_refresh_token_rotates(api):
+    signed_in = api.sign_in("+375291234567")
+    refresh = """mutation($t: String!) { refreshToken(refreshToken: $t) {
+        token refreshToken profile { phone } userErrors { code field } } }"""
+    rotated = api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]
+    assert rotated["userErrors"] == []
+    assert rotated["refreshToken"] != signed_in["refreshToken"]
+    assert api.me(rotated["token"])["phone"] == "+375291234567"
+    reused = api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]
+    assert error_codes(reused) == ["INVALID_TOKEN"] and reused["token"] is None
+    # Reuse of a rotated token means it was copied: the tokens issued from it die too.
+    after_reuse = api.data(refresh, {"t": rotated["refreshToken"]})["refreshToken"]
+    assert error_codes(after_reuse) == ["INVALID_TOKEN"]
+
+
+def test_revoked_refresh_token_no_longer_refreshes(api):
+    signed_in = api.sign_in("+375291234567")
+    revoke = """mutation($t: String!) { revokeToken(refreshToken: $t) { revoked userErrors { code } } }"""
+    assert api.data(revoke, {"t": signed_in["refreshToken"]})["revokeToken"] == {
+        "revoked": True,
+        "userErrors": [],
+    }
+    again = api.data(revoke, {"t": signed_in["refreshToken"]})["revokeToken"]
+    assert again["revoked"] is False and error_codes(again) == ["INVALID_TOKEN"]
+    refresh = """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
+    assert error_codes(api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]) == [
+        "INVALID_TOKEN"
+    ]
+
+
+@pytest.mark.parametrize("token", ["nonsense", "a" * 300, "\x00", "0" * 64])
+def test_unknown_refresh_tokens_are_invalid_token(api, token):
+    refresh = """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
+    assert error_codes(api.data(refresh, {"t": token})["refreshToken"]) == ["INVALID_TOKEN"]
+
+
+def test_expired_refresh_token_is_invalid(api, settings):
+    signed_in = api.sign_in("+375291234567")
+    settings.REFRESH_TOKEN_EXPIRATION = 0
+    refresh = """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
+    assert error_codes(api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]) == [
+        "INVALID_TOKEN"
+    ]
+
+
+def test_access_token_carries_the_user_id_not_the_phone(api):
+    signed_in = api.sign_in("+375291234567")
+    payload = jwt.decode(signed_in["token"], options={"verify_signature": False})
+    assert payload["sub"] == signed_in["profile"]["id"]
+    assert "+375291234567" not in json.dumps(payload)
+    assert payload["exp"] - payload["iat"] == 900
+
+
+def _forge(payload, key="wrong-key", algorithm="HS256"):
+    return jwt.encode(payload, key, algorithm=algorithm)
+
+
+def test_bad_access_tokens_are_unauthenticated(api, make_user, settings):
+    user, good = make_user()
+    header, payload, signature = good.split(".")
+    claims = jwt.decode(good, options={"verify_signature": False})
+    alg_none = jwt.encode(claims, None, algorithm="none")
+    expired = _forge({**claims, "exp": 1_000_000}, key=settings.SECRET_KEY)
+    other_user = _forge({**claims, "sub": "999999"}, key=settings.SECRET_KEY)
+    no_sub = _forge({"exp": claims["exp"]}, key=settings.SECRET_KEY)
+    tampered = f"{header}.{payload[:-2]}xx.{signature}"
+    for token in [
+        alg_none,
+        _forge(claims),
+        expired,
+        other_user,
+        no_sub,
+        tampered,
+        "garbage",
+        "a.b.c",
+        "x" * 10_000,
+    ]:
+        body = api.post(ME, token=token)
+        assert top_error_code(body) == "UNAUTHENTICATED", token
+    assert api.me(good)["id"] == str(user.pk)
+
+
+def test_deleted_and_inactive_users_are_unauthenticated(api, make_user):
+    gone, gone_token = make_user()
+    inactive, inactive_token = make_user()
+    gone.delete()
+    inactive.is_active = False
+    inactive.save()
+    assert top_error_code(api.post(ME, token=gone_token)) == "UNAUTHENTICATED"
+    assert top_error_code(api.post(ME, token=inactive_token)) == "UNAUTHENTICATED"
+
+
+def test_only_the_bearer_header_authenticates(api, make_user):
+    _, token = make_user()
+    assert top_error_code(api.post(ME, HTTP_AUTHORIZATION=f"JWT {token}")) == "UNAUTHENTICATED"
+    api.client.cookies["JWT"] = token
+    assert top_error_code(api.post(ME)) == "UNAUTHENTICATED"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_server_keeps_serving_while_a_code_is_delivered(settings):
+    """While sendCode waits on delivery, another request on the same worker is answered."""
+    settings.SMS_SIMULATED_DELAY = 1.0
+    finished = []
+
+    async def send():
+        client = AsyncClient()
+        body = json.dumps({"query": 'mutation { sendCode(phone: "+375291234567") { phone } }'})
+        await client.post("/graphql/", body, content_type="application/json")
+        finished.append("sendCode")
+
+    async def health():
+        await asyncio.sleep(0.1)
+        response = await AsyncClient().get("/healthz")
+        assert response.status_code == 200
+        finished.append("healthz")
+
+    async def both():
+        await asyncio.gather(send(), health())
+
+    asyncio.run(both())
+    assert finished == ["healthz", "sendCode"]
