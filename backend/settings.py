@@ -37,7 +37,7 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 
 def parse_test_numbers(value: str) -> dict[str, str]:
-    """"+15005550006:1234,+15005550007:4321" -> {"+15005550006": "1234", ...}."""
+    """ "+15005550006:1234,+15005550007:4321" -> {"+15005550006": "1234", ...}."""
     numbers = {}
     for pair in value.split(","):
         if not pair.strip():
@@ -59,7 +59,7 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off")
-    SECRET_KEY = "dev-only-insecure-key-never-use-in-production-0123456789"
+    SECRET_KEY = "dev-only-insecure-key-never-use-in-production-0123456789"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")

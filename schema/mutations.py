@@ -54,9 +54,7 @@ class Mutation:
     )
     @returns_user_errors(AuthPayload)
     async def refresh_token(self, refresh_token: str) -> AuthPayload:
-        user, issued = await sync_to_async(tokens.rotate_refresh_token)(
-            refresh_token=refresh_token
-        )
+        user, issued = await sync_to_async(tokens.rotate_refresh_token)(refresh_token=refresh_token)
         return auth_payload(user, issued, is_new_user=False)
 
     @strawberry.mutation(description="Sign out: revoke a refresh token.")

@@ -70,7 +70,9 @@ class Profile:
         return self.invited_by.invite_code if self.invited_by_id else None
 
     @strawberry.field(description="Users who activated this user's code, oldest activation first.")
-    async def referrals(self: User, first: int = 50, after: str | None = None) -> ReferralConnection:
+    async def referrals(
+        self: User, first: int = 50, after: str | None = None
+    ) -> ReferralConnection:
         page = await load_page(selectors.referrals, user_id=self.pk, first=first, after=after)
         return ReferralConnection(
             total_count=page.total_count,

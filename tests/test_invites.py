@@ -95,7 +95,7 @@ def test_a_refused_invite_on_sign_in_writes_nothing_and_keeps_the_code(api):
 def test_a_refused_invite_for_a_known_user_keeps_the_code(api, make_user):
     first, _ = make_user()
     second, _ = make_user()
-    user, token = make_user(phone="+375291234567")
+    _, token = make_user(phone="+375291234567")
     api.activate(token, first.invite_code)
     sent = api.send("+375291234567")
     refused = api.verify("+375291234567", sent["debugCode"], invite=second.invite_code)
@@ -171,7 +171,7 @@ def test_two_users_activating_each_others_codes_at_once_leave_at_most_one(make_u
         a, a_token = make_user()
         b, b_token = make_user()
         pairs = [(a_token, b.invite_code), (b_token, a.invite_code)]
-        results = at_once(2, lambda i: Api().activate(*pairs[i]))
+        results = at_once(2, lambda i, pairs=pairs: Api().activate(*pairs[i]))
         codes = sorted(tuple(error_codes(r)) for r in results)
         assert codes == [(), ("INVITE_CYCLE",)]
         assert User.objects.filter(pk__in=[a.pk, b.pk], invited_by__isnull=False).count() == 1
@@ -190,7 +190,7 @@ def test_a_longer_cycle_closed_from_two_ends_at_once_is_refused(make_user):
         Api().activate(issue_for(d), a.invite_code)
         # A activates B's code while C activates D's: together A->B->C->D->A.
         pairs = [(a_token, b.invite_code), (c_token, d.invite_code)]
-        results = at_once(2, lambda i: Api().activate(*pairs[i]))
+        results = at_once(2, lambda i, pairs=pairs: Api().activate(*pairs[i]))
         assert sorted(tuple(error_codes(r)) for r in results) == [(), ("INVITE_CYCLE",)]
 
 

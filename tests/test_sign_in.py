@@ -9,7 +9,7 @@ import jwt
 import pytest
 from django.test import AsyncClient
 
-from tests.conftest import ME, error_codes, new_phone, top_error_code
+from tests.conftest import ME, error_codes, top_error_code
 from users.models import OtpChallenge, User
 
 
@@ -140,7 +140,17 @@ def test_malformed_phones_are_invalid_phone(api, phone):
 
 
 @pytest.mark.parametrize(
-    "code", ["\u0661\u0662\u0663\u0664", "\uff11\uff12\uff13\uff14", "12345", "123", "12a4", "1\x0034", "1" * 10_000, ""]
+    "code",
+    [
+        "\u0661\u0662\u0663\u0664",
+        "\uff11\uff12\uff13\uff14",
+        "12345",
+        "123",
+        "12a4",
+        "1\x0034",
+        "1" * 10_000,
+        "",
+    ],
 )
 def test_codes_are_four_ascii_digits(api, code):
     api.send("+375291234567")
@@ -166,14 +176,17 @@ def test_refresh_token_rotates(api):
 
 def test_revoked_refresh_token_no_longer_refreshes(api):
     signed_in = api.sign_in("+375291234567")
-    revoke = """mutation($t: String!) { revokeToken(refreshToken: $t) { revoked userErrors { code } } }"""
+    revoke = """mutation($t: String!) {
+        revokeToken(refreshToken: $t) { revoked userErrors { code } } }"""
     assert api.data(revoke, {"t": signed_in["refreshToken"]})["revokeToken"] == {
         "revoked": True,
         "userErrors": [],
     }
     again = api.data(revoke, {"t": signed_in["refreshToken"]})["revokeToken"]
     assert again["revoked"] is False and error_codes(again) == ["INVALID_TOKEN"]
-    refresh = """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
+    refresh = (
+        """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
+    )
     assert error_codes(api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]) == [
         "INVALID_TOKEN"
     ]
@@ -181,14 +194,18 @@ def test_revoked_refresh_token_no_longer_refreshes(api):
 
 @pytest.mark.parametrize("token", ["nonsense", "a" * 300, "\x00", "0" * 64])
 def test_unknown_refresh_tokens_are_invalid_token(api, token):
-    refresh = """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
+    refresh = (
+        """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
+    )
     assert error_codes(api.data(refresh, {"t": token})["refreshToken"]) == ["INVALID_TOKEN"]
 
 
 def test_expired_refresh_token_is_invalid(api, settings):
     signed_in = api.sign_in("+375291234567")
     settings.REFRESH_TOKEN_EXPIRATION = 0
-    refresh = """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
+    refresh = (
+        """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
+    )
     assert error_codes(api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]) == [
         "INVALID_TOKEN"
     ]

@@ -53,11 +53,21 @@ class UserAdmin(BaseUserAdmin):
     search_fields = ["phone", "invite_code"]
     ordering = ["-date_joined", "-id"]
     list_select_related = ["invited_by"]
-    readonly_fields = ["phone", "invite_code", "invited_by", "invite_activated_at", "date_joined", "last_login"]
+    readonly_fields = [
+        "phone",
+        "invite_code",
+        "invited_by",
+        "invite_activated_at",
+        "date_joined",
+        "last_login",
+    ]
     fieldsets = (
         (None, {"fields": ["phone", "password"]}),
         ("Invites", {"fields": ["invite_code", "invited_by", "invite_activated_at"]}),
-        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
+        (
+            "Permissions",
+            {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]},
+        ),
         ("Dates", {"fields": ["date_joined", "last_login"]}),
     )
     filter_horizontal = ["groups", "user_permissions"]

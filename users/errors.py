@@ -13,7 +13,7 @@ class ErrorCode(StrEnum):
     SELF_INVITE = "SELF_INVITE"
     INVITE_ALREADY_ACTIVATED = "INVITE_ALREADY_ACTIVATED"
     INVITE_CYCLE = "INVITE_CYCLE"
-    INVALID_TOKEN = "INVALID_TOKEN"
+    INVALID_TOKEN = "INVALID_TOKEN"  # noqa: S105 (an error code, not a secret)
 
 
 class DomainError(Exception):

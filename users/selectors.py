@@ -55,7 +55,9 @@ def _page(queryset, *, first: int, after: str | None, at_field: str, newest_firs
     if after is not None:
         at, pk = decode_cursor(after)
         beyond = "lt" if newest_first else "gt"
-        rows = rows.filter(Q(**{f"{at_field}__{beyond}": at}) | Q(**{at_field: at, f"id__{beyond}": pk}))
+        rows = rows.filter(
+            Q(**{f"{at_field}__{beyond}": at}) | Q(**{at_field: at, f"id__{beyond}": pk})
+        )
     items = list(rows[: first + 1]) if first else []
     return Page(
         items=items[:first],
@@ -73,9 +75,7 @@ def active_user(*, user_id: int) -> User | None:
 
 def referrals(*, user_id: int, first: int, after: str | None) -> Page:
     """Who activated `user_id`'s code, oldest activation first: two queries."""
-    queryset = User.objects.filter(invited_by_id=user_id).only(
-        "id", "phone", "invite_activated_at"
-    )
+    queryset = User.objects.filter(invited_by_id=user_id).only("id", "phone", "invite_activated_at")
     return _page(
         queryset, first=first, after=after, at_field="invite_activated_at", newest_first=False
     )

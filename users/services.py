@@ -92,7 +92,10 @@ def issue_code(*, phone: str, client_ip: str | None) -> tuple[str, datetime, int
     """
     with transaction.atomic():
         per_phone = throttle.lock(f"send:phone:{phone}", window=HOUR)
-        limits = {"limit": settings.OTP_MAX_SENDS_PER_PHONE, "spacing": settings.OTP_RESEND_COOLDOWN}
+        limits = {
+            "limit": settings.OTP_MAX_SENDS_PER_PHONE,
+            "spacing": settings.OTP_RESEND_COOLDOWN,
+        }
         wait = per_phone.wait(**limits)
         if not wait and client_ip:
             wait = throttle.take(

@@ -130,7 +130,9 @@ def rotate_refresh_token(*, refresh_token: str) -> tuple[User, Tokens]:
             refresh.revoke()
             return refresh.user, issue_tokens(refresh.user)
     if reused:
-        logger.warning("revoked refresh token reused; user %s signed out everywhere", refresh.user_id)
+        logger.warning(
+            "revoked refresh token reused; user %s signed out everywhere", refresh.user_id
+        )
     raise _invalid_token()
 
 

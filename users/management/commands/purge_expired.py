@@ -4,7 +4,10 @@ from users.services import purge_expired
 
 
 class Command(BaseCommand):
-    help = "Delete expired one-time codes, rate-limit counters past their windows and expired refresh tokens."
+    help = (
+        "Delete expired one-time codes, rate-limit counters past their windows "
+        "and expired refresh tokens."
+    )
 
     def handle(self, *args, **options):
         deleted = purge_expired()
