@@ -110,6 +110,15 @@ def make_user(db):
     return make
 
 
+def concurrent(test):
+    """Mark a test that runs real concurrent transactions: PostgreSQL only (CI's database)."""
+    test = pytest.mark.django_db(transaction=True)(test)
+    return pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="concurrent transactions need PostgreSQL: set DATABASE_URL",
+    )(test)
+
+
 def at_once(count, fn, *args):
     """Run fn(i, *args) in `count` threads released together; each gets its own connection."""
     barrier = threading.Barrier(count)

@@ -2,7 +2,16 @@
 
 import pytest
 
-from tests.conftest import ACTIVATE, ME, Api, at_once, error_codes, new_phone, top_error_code
+from tests.conftest import (
+    ACTIVATE,
+    ME,
+    Api,
+    at_once,
+    concurrent,
+    error_codes,
+    new_phone,
+    top_error_code,
+)
 from users.models import OtpChallenge, User
 
 
@@ -151,7 +160,7 @@ def test_first_is_capped_at_100(api, make_user):
 # Real concurrent transactions (PostgreSQL in CI).
 
 
-@pytest.mark.django_db(transaction=True)
+@concurrent
 def test_concurrent_activations_by_one_user_leave_one_code(make_user):
     owners = [make_user()[0] for _ in range(8)]
     for _ in range(5):
@@ -165,7 +174,7 @@ def test_concurrent_activations_by_one_user_leave_one_code(make_user):
         assert user.invited_by.invite_code == won[0]["profile"]["activatedInviteCode"]
 
 
-@pytest.mark.django_db(transaction=True)
+@concurrent
 def test_two_users_activating_each_others_codes_at_once_leave_at_most_one(make_user):
     for _ in range(5):
         a, a_token = make_user()
@@ -177,7 +186,7 @@ def test_two_users_activating_each_others_codes_at_once_leave_at_most_one(make_u
         assert User.objects.filter(pk__in=[a.pk, b.pk], invited_by__isnull=False).count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@concurrent
 def test_a_longer_cycle_closed_from_two_ends_at_once_is_refused(make_user):
     """A -> B -> C -> D exists as B invited by C...; closing it from both ends at once."""
     for _ in range(3):
@@ -200,7 +209,7 @@ def issue_for(user):
     return issue_tokens(user).token
 
 
-@pytest.mark.django_db(transaction=True)
+@concurrent
 def test_concurrent_first_sign_ins_with_one_code_create_one_user():
     api = Api()
     code = api.send("+375291234567")["debugCode"]

@@ -3,11 +3,10 @@
 import json
 import logging
 
-import pytest
 from django.db import OperationalError
 from django.test import Client
 
-from tests.conftest import ME, SEND, Api, at_once, error_codes, top_error_code
+from tests.conftest import ME, SEND, Api, at_once, concurrent, error_codes, top_error_code
 from users import selectors, services
 from users.models import OtpChallenge
 
@@ -117,7 +116,7 @@ def test_test_numbers_are_rate_limited_too(api, settings):
 # Real concurrent transactions (PostgreSQL in CI).
 
 
-@pytest.mark.django_db(transaction=True)
+@concurrent
 def test_simultaneous_sends_for_one_phone_issue_one_code(settings):
     settings.OTP_RESEND_COOLDOWN = 60
     results = at_once(30, lambda i: Api().send("+375291234567"))
@@ -126,7 +125,7 @@ def test_simultaneous_sends_for_one_phone_issue_one_code(settings):
     assert all(error_codes(r) == ["RATE_LIMITED"] for r in results if r not in sent)
 
 
-@pytest.mark.django_db(transaction=True)
+@concurrent
 def test_simultaneous_sends_never_pass_the_hourly_limit(settings):
     settings.OTP_MAX_SENDS_PER_PHONE = 5
     assert Api().send("+375291234567")["userErrors"] == []  # the counter exists already
@@ -134,7 +133,7 @@ def test_simultaneous_sends_never_pass_the_hourly_limit(settings):
     assert sum(r["userErrors"] == [] for r in results) == 4
 
 
-@pytest.mark.django_db(transaction=True)
+@concurrent
 def test_simultaneous_wrong_guesses_are_checked_at_most_max_attempts_times():
     sent = Api().send("+375291234567")
     results = at_once(40, lambda i: Api().verify("+375291234567", wrong_code(sent)))
