@@ -44,6 +44,16 @@ def test_at_most_so_many_sends_per_client_address(api, settings):
     assert api.send("+375291234569", REMOTE_ADDR="203.0.113.6")["userErrors"] == []
 
 
+def test_ipv6_clients_are_counted_by_their_64_prefix(api, settings):
+    settings.OTP_MAX_SENDS_PER_IP = 2
+    for i in range(2):
+        sent = api.send(f"+37529123456{i}", REMOTE_ADDR=f"2001:db8:1:2::{i + 1}")
+        assert sent["userErrors"] == []
+    same_prefix = api.send("+375291234569", REMOTE_ADDR="2001:db8:1:2:ffff::9")
+    assert error_codes(same_prefix) == ["RATE_LIMITED"]
+    assert api.send("+375291234569", REMOTE_ADDR="2001:db8:1:3::1")["userErrors"] == []
+
+
 def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(api, settings):
     settings.OTP_MAX_SENDS_PER_IP = 2
     for i in range(2):

@@ -7,6 +7,7 @@ order.
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -67,6 +68,23 @@ def release_connection() -> None:
 # Sending codes
 
 
+def address_key(client_ip: str) -> str:
+    """What the per-address limit counts: an IPv4 address, or an IPv6 /64.
+
+    One IPv6 subscriber usually holds a whole /64, so counting single addresses
+    would let one client rotate through billions of them.
+    """
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip[:64]
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+
+
 @dataclass(frozen=True)
 class SentCode:
     phone: str
@@ -99,7 +117,9 @@ def issue_code(*, phone: str, client_ip: str | None) -> tuple[str, datetime, int
         wait = per_phone.wait(**limits)
         if not wait and client_ip:
             wait = throttle.take(
-                f"send:ip:{client_ip}", limit=settings.OTP_MAX_SENDS_PER_IP, window=HOUR
+                f"send:ip:{address_key(client_ip)}",
+                limit=settings.OTP_MAX_SENDS_PER_IP,
+                window=HOUR,
             )
         if wait:
             raise _rate_limited(wait)
