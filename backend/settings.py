@@ -122,8 +122,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
-            "connect_timeout": 3,
-            "pool": {"min_size": 1, "max_size": 20, "timeout": 5},
+            "connect_timeout": 2,
+            "pool": {"min_size": 1, "max_size": 20, "timeout": 2},
         }
     )
 
