@@ -15,7 +15,6 @@ import strawberry
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from graphql import GraphQLError
-from graphql.validation import NoSchemaIntrospectionCustomRule
 from psycopg import OperationalError as PsycopgOperationalError
 from strawberry.extensions import SchemaExtension
 
@@ -122,15 +121,3 @@ class ErrorPolicy(SchemaExtension):
             path=error.path,
             extensions={"code": code},
         )
-
-
-class IntrospectionPolicy(SchemaExtension):
-    """Introspection follows GRAPHIQL (on with DEBUG by default)."""
-
-    def on_operation(self) -> Iterator[None]:
-        if not settings.GRAPHIQL:
-            self.execution_context.validation_rules = (
-                *self.execution_context.validation_rules,
-                NoSchemaIntrospectionCustomRule,
-            )
-        yield

@@ -44,6 +44,14 @@ def test_staff_find_users_by_phone_and_invite_code_in_the_admin(db, make_user):
     assert User.objects.filter(phone="+375297654321").exists()
 
 
+def test_the_admin_keeps_csrf_protection(db):
+    User.objects.create_superuser("+375291234567", "a-long-admin-password")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(User.objects.get())
+    assert client.post("/admin/users/user/add/", {"phone": "+375297654321"}).status_code == 403
+    assert not User.objects.filter(phone="+375297654321").exists()
+
+
 def test_users_query_is_for_staff_newest_first(make_user):
     _, token = make_user()
     _, staff_token = make_user(is_staff=True)

@@ -1,8 +1,8 @@
 """Sign-in and invite use cases. Each runs in one transaction and raises DomainError.
 
-The order of row locks is the same everywhere, so transactions queue instead of
-deadlocking: rate-limit rows, then the phone's OtpChallenge, then user rows in id
-order.
+Row locks are taken in one order, so transactions queue instead of deadlocking:
+the phone's rows (its send counter, its OtpChallenge, its failure counter), then the
+client address's counter, then user rows in id order.
 """
 
 import hashlib
@@ -115,12 +115,6 @@ def issue_code(*, phone: str, client_ip: str | None) -> tuple[str, datetime, int
             "spacing": settings.OTP_RESEND_COOLDOWN,
         }
         wait = per_phone.wait(**limits)
-        if not wait and client_ip:
-            wait = throttle.take(
-                f"send:ip:{address_key(client_ip)}",
-                limit=settings.OTP_MAX_SENDS_PER_IP,
-                window=HOUR,
-            )
         if wait:
             raise _rate_limited(wait)
         per_phone.add(keep=settings.OTP_MAX_SENDS_PER_PHONE)
@@ -137,6 +131,16 @@ def issue_code(*, phone: str, client_ip: str | None) -> tuple[str, datetime, int
                 "attempts": 0,
             },
         )
+        # Last, so the address's row (shared by every phone from one address, a
+        # NAT or an office) is locked only for the end of the transaction.
+        if client_ip:
+            wait = throttle.take(
+                f"send:ip:{address_key(client_ip)}",
+                limit=settings.OTP_MAX_SENDS_PER_IP,
+                window=HOUR,
+            )
+            if wait:
+                raise _rate_limited(wait)
     return code, expires_at, per_phone.wait(**limits)
 
 
