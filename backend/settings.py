@@ -73,10 +73,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "users",
-    "schema",  # before strawberry_django: its export_schema is the project's
+    "schema",
     "corsheaders",
     "graphql_jwt.refresh_token.apps.RefreshTokenConfig",
-    "strawberry_django",
 ]
 
 MIDDLEWARE = [

@@ -1,9 +1,16 @@
-"""The floor for `me`: a plain Django JSON view doing the same token check and reads.
+"""The stack's own floors, mounted only by bench/settings.py.
 
-Same Bearer parsing and JWT check (users.tokens), same user lookup with the inviter,
-same referral page of 50 with its count; no GraphQL.
+`plain_me`: a plain Django JSON view doing what `me` does: the same Bearer parsing and
+JWT check (users.tokens), the same user lookup with the inviter, the same referral
+page of 50 with its count; no GraphQL.
+
+`plain_wait`: an async Django view that only awaits the simulated delivery delay;
+what 200 concurrent sendCode would cost if sending did nothing else.
 """
 
+import asyncio
+
+from django.conf import settings
 from django.http import JsonResponse
 
 from schema.context import bearer_token
@@ -45,3 +52,8 @@ def plain_me(request):
             }
         }
     )
+
+
+async def plain_wait(request):
+    await asyncio.sleep(settings.SMS_SIMULATED_DELAY)
+    return JsonResponse({"data": {"sent": True}})

@@ -3,9 +3,7 @@
 from datetime import datetime
 
 import strawberry
-import strawberry_django
 from asgiref.sync import sync_to_async
-from strawberry import auto
 
 from schema.errors import ApiError, UserError
 from users import selectors
@@ -56,17 +54,22 @@ class ReferralConnection:
     page_info: PageInfo
 
 
-@strawberry_django.type(User, name="Profile")
+@strawberry.type(name="Profile")
 class Profile:
-    id: auto
-    phone: auto
-    invite_code: auto
-    invite_activated_at: auto
-    date_joined: auto
+    """A user as the API shows them; resolved from a `users.models.User`.
+
+    Every query that returns a profile selects `invited_by` with the user, so no
+    field here touches the database but `referrals`.
+    """
+
+    id: strawberry.ID
+    phone: str = strawberry.field(description='E.164, e.g. "+375291234567".')
+    invite_code: str = strawberry.field(description="This user's own code.")
+    invite_activated_at: datetime | None
+    date_joined: datetime
 
     @strawberry.field(description="The code this user activated; null if none.")
-    async def activated_invite_code(self: User) -> str | None:
-        # Every query that returns a profile selects `invited_by` with it.
+    def activated_invite_code(self: User) -> str | None:
         return self.invited_by.invite_code if self.invited_by_id else None
 
     @strawberry.field(description="Users who activated this user's code, oldest activation first.")

@@ -118,21 +118,25 @@ def issue_code(*, phone: str, client_ip: str | None) -> tuple[str, datetime, int
         if wait:
             raise _rate_limited(wait)
         per_phone.add(keep=settings.OTP_MAX_SENDS_PER_PHONE)
-
         code = settings.OTP_TEST_NUMBERS.get(phone) or f"{secrets.randbelow(10_000):04d}"
         now = timezone.now()
         expires_at = now + timedelta(seconds=settings.OTP_TTL)
-        OtpChallenge.objects.update_or_create(
-            phone=phone,
-            defaults={
-                "code_hash": code_hash(phone, code),
-                "created_at": now,
-                "expires_at": expires_at,
-                "attempts": 0,
-            },
+        OtpChallenge.objects.bulk_create(  # one upsert: a new code replaces the old
+            [
+                OtpChallenge(
+                    phone=phone,
+                    code_hash=code_hash(phone, code),
+                    created_at=now,
+                    expires_at=expires_at,
+                    attempts=0,
+                )
+            ],
+            update_conflicts=True,
+            unique_fields=["phone"],
+            update_fields=["code_hash", "created_at", "expires_at", "attempts"],
         )
-        # Last, so the address's row (shared by every phone from one address, a
-        # NAT or an office) is locked only for the end of the transaction.
+        # Last, so the address's row, shared by every phone behind one address (a NAT,
+        # an office), is locked only for the end of the transaction.
         if client_ip:
             wait = throttle.take(
                 f"send:ip:{address_key(client_ip)}",

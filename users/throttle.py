@@ -12,12 +12,14 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.db import connection
+
 from users.models import RateLimit
 
 
 @dataclass
 class Window:
-    row: RateLimit
+    row_id: int
     seconds: int
     now: float
     hits: list[float]
@@ -34,20 +36,36 @@ class Window:
     def add(self, *, keep: int) -> None:
         """Record one event now, keeping at most the `keep` newest."""
         self.hits = [*self.hits, self.now][-keep:]
-        self.row.hits = self.hits
-        self.row.expires_at = datetime.fromtimestamp(self.now + self.seconds, tz=UTC)
-        self.row.save(update_fields=["hits", "expires_at"])
+        RateLimit.objects.filter(pk=self.row_id).update(
+            hits=self.hits, expires_at=datetime.fromtimestamp(self.now + self.seconds, tz=UTC)
+        )
+
+
+# One statement creates the row if need be and locks it: an upsert that touches the
+# row takes its lock on PostgreSQL (and SQLite locks the whole database for writes).
+LOCK_ROW = """
+INSERT INTO users_ratelimit (key, hits, expires_at) VALUES (%s, %s, %s)
+ON CONFLICT (key) DO UPDATE SET key = excluded.key
+RETURNING id, hits
+"""
 
 
 def lock(key: str, *, window: int) -> Window:
     """Lock `key`'s row (creating it) and return its events inside the window."""
     now = time.time()
-    RateLimit.objects.bulk_create(
-        [RateLimit(key=key, hits=[], expires_at=datetime.fromtimestamp(now, tz=UTC))],
-        ignore_conflicts=True,
-    )
-    row = RateLimit.objects.select_for_update().get(key=key)
-    return Window(row, window, now, [t for t in row.hits if t > now - window])
+    hits_field = RateLimit._meta.get_field("hits")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            LOCK_ROW,
+            [
+                key,
+                hits_field.get_db_prep_value([], connection),
+                datetime.fromtimestamp(now, tz=UTC),
+            ],
+        )
+        row_id, raw_hits = cursor.fetchone()
+    hits = hits_field.from_db_value(raw_hits, None, connection)
+    return Window(row_id, window, now, [t for t in hits if t > now - window])
 
 
 def take(key: str, *, limit: int, window: int, spacing: int = 0) -> int:
@@ -66,4 +84,4 @@ def peek(key: str, *, limit: int, window: int, spacing: int = 0) -> int:
     if row is None:
         return 0
     hits = [t for t in row.hits if t > now - window]
-    return Window(row, window, now, hits).wait(limit=limit, spacing=spacing)
+    return Window(row.pk, window, now, hits).wait(limit=limit, spacing=spacing)
