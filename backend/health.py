@@ -5,6 +5,7 @@ from pathlib import Path
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection
 from django.http import HttpResponse, JsonResponse
+from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.http import require_GET
 
 CLIENT_PAGE = Path(__file__).with_name("client.html")
@@ -35,6 +36,7 @@ async def readyz(request):
     return JsonResponse({"status": "database unavailable"}, status=503)
 
 
+@xframe_options_deny
 @require_GET
 async def client(request):
     """The reference single-page client."""
