@@ -142,7 +142,8 @@ def test_page_size_is_capped_and_bad_cursors_are_refused(api, make_user):
     _, token = make_user()
     assert api.me(token, first=0)["referrals"]["edges"] == []
     assert top_error_code(api.post(ME, {"first": -1}, token=token)) == "BAD_USER_INPUT"
-    assert top_error_code(api.post(ME, {"after": "not-a-cursor"}, token=token)) == "BAD_USER_INPUT"
+    for cursor in ["not-a-cursor", "\x00", "QQ==", "x" * 10_000]:
+        assert top_error_code(api.post(ME, {"after": cursor}, token=token)) == "BAD_USER_INPUT"
 
 
 def test_first_is_capped_at_100(api, make_user):

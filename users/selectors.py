@@ -38,6 +38,8 @@ def encode_cursor(at: datetime, pk: int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    if len(cursor) > 100:
+        raise InvalidCursor("This cursor is not valid; use one from a page's pageInfo.")
     try:
         at, _, pk = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().partition("|")
         return datetime.fromisoformat(at), int(pk)
