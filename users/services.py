@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from users import sms, throttle
 from users.errors import DomainError, ErrorCode
-from users.models import INVITE_ALPHABET, INVITE_LENGTH, OtpChallenge, User, new_invite_code
+from users.models import INVITE_ALPHABET, INVITE_LENGTH, OtpChallenge, User
 from users.phones import normalize_phone
 from users.tokens import Tokens, issue_tokens
 
@@ -227,23 +227,6 @@ def _check_code(*, phone: str, code: str) -> bool:
     return True
 
 
-def _create_user(*, phone: str, invited_by: User | None) -> User:
-    now = timezone.now()
-    for _ in range(10):
-        try:
-            with transaction.atomic():
-                return User.objects.create(
-                    phone=phone,
-                    invite_code=new_invite_code(),
-                    invited_by=invited_by,
-                    invite_activated_at=now if invited_by else None,
-                )
-        except IntegrityError:
-            if User.objects.filter(phone=phone).exists():
-                raise
-    raise IntegrityError("could not draw a free invite code")
-
-
 @_retrying
 def verify_code(*, phone: str, code: str, invite_code: str | None = None) -> SignIn:
     """Check the code and sign in, creating the user on the first success.
@@ -262,7 +245,9 @@ def verify_code(*, phone: str, code: str, invite_code: str | None = None) -> Sig
             is_new_user = user is None
             if is_new_user:
                 owner = _invite_owner(invite_code) if invite_code is not None else None
-                user = _create_user(phone=phone, invited_by=owner)
+                user = User.objects.create_user(
+                    phone, invited_by=owner, invite_activated_at=owner and timezone.now()
+                )
             elif invite_code is not None:
                 user = _activate(user_id=user.pk, invite_code=invite_code)
             if not user.is_active:
