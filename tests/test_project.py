@@ -93,3 +93,21 @@ def test_the_reference_client_is_served(db):
     assert page.status_code == 200 and b"sendCode" in page.content
     assert page["X-Frame-Options"] == "DENY"
     assert page["X-Content-Type-Options"] == "nosniff"
+
+
+def test_single_page_apps_on_allowed_origins_may_call_the_api(db, settings):
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+    preflight = Client().options(
+        "/graphql/",
+        HTTP_ORIGIN="https://app.example.com",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
+    )
+    assert preflight["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "authorization" in preflight["Access-Control-Allow-Headers"]
+    other = Client().options(
+        "/graphql/",
+        HTTP_ORIGIN="https://evil.example.com",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+    )
+    assert "Access-Control-Allow-Origin" not in other
