@@ -3,13 +3,15 @@
 import asyncio
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import jwt
 import pytest
+from django.apps import apps
 from django.test import AsyncClient
+from django.utils import timezone
 
-from tests.conftest import ME, error_codes, top_error_code
+from tests.conftest import ME, Api, at_once, concurrent, error_codes, top_error_code
 from users.models import OtpChallenge, User
 
 
@@ -159,6 +161,11 @@ def test_codes_are_four_ascii_digits(api, code):
     assert result["userErrors"][0]["field"] == "code"
 
 
+RefreshToken = apps.get_model("refresh_token", "RefreshToken")
+REFRESH = """mutation($t: String!) { refreshToken(refreshToken: $t) {
+    token refreshToken userErrors { code } } }"""
+
+
 def test_refresh_token_rotates(api):
     signed_in = api.sign_in("+375291234567")
     refresh = """mutation($t: String!) { refreshToken(refreshToken: $t) {
@@ -167,9 +174,16 @@ def test_refresh_token_rotates(api):
     assert rotated["userErrors"] == []
     assert rotated["refreshToken"] != signed_in["refreshToken"]
     assert api.me(rotated["token"])["phone"] == "+375291234567"
+    # At once, a second use is two tabs refreshing together: refused, nothing more.
+    raced = api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]
+    assert error_codes(raced) == ["INVALID_TOKEN"] and raced["token"] is None
+    assert RefreshToken.objects.filter(token=rotated["refreshToken"], revoked=None).exists()
+    # Later, reuse of a rotated token means it was copied: every refresh token dies.
+    RefreshToken.objects.filter(token=signed_in["refreshToken"]).update(
+        revoked=timezone.now() - timedelta(minutes=1)
+    )
     reused = api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]
-    assert error_codes(reused) == ["INVALID_TOKEN"] and reused["token"] is None
-    # Reuse of a rotated token means it was copied: the tokens issued from it die too.
+    assert error_codes(reused) == ["INVALID_TOKEN"]
     after_reuse = api.data(refresh, {"t": rotated["refreshToken"]})["refreshToken"]
     assert error_codes(after_reuse) == ["INVALID_TOKEN"]
 
@@ -288,3 +302,12 @@ def test_the_server_keeps_serving_while_a_code_is_delivered(settings):
 
     asyncio.run(both())
     assert finished == ["healthz", "sendCode"]
+
+
+@concurrent
+def test_concurrent_refreshes_with_one_token_rotate_it_once():
+    for round_ in range(5):
+        token = Api().sign_in(f"+37529123456{round_}")["refreshToken"]
+        results = at_once(8, lambda i, t=token: Api().data(REFRESH, {"t": t})["refreshToken"])
+        assert sum(r["userErrors"] == [] for r in results) == 1
+    assert RefreshToken.objects.filter(revoked=None).count() == 5

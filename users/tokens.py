@@ -28,6 +28,7 @@ from users.selectors import active_user
 logger = logging.getLogger(__name__)
 
 REFRESH_TOKEN_SHAPE = re.compile(r"[0-9a-f]{16,128}")
+REUSE_GRACE = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,15 @@ def rotate_refresh_token(*, refresh_token: str) -> tuple[User, Tokens]:
 
     A refresh token that was already revoked and comes back means it was copied:
     every live refresh token of that user is revoked too (OAuth 2.1 reuse detection),
-    and the person signs in again.
+    and the person signs in again. Within REUSE_GRACE of its revocation the reuse is
+    taken for two tabs of one app refreshing at once: refused, nothing more.
     """
     reused = False
     with transaction.atomic():
         refresh = _locked_refresh_token(refresh_token)
         if refresh is not None and refresh.revoked is not None:
+            if timezone.now() - refresh.revoked < REUSE_GRACE:
+                raise _invalid_token()
             reused = True
             get_refresh_token_model().objects.filter(
                 user_id=refresh.user_id, revoked__isnull=True
