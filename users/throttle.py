@@ -1,8 +1,8 @@
 """Sliding-window limits kept in the database, so every worker shares them.
 
-Each key has one row holding the times of its recent events. `lock` takes the row
-with SELECT ... FOR UPDATE, so concurrent requests for one key queue up and each
-sees the count the previous one left: no two requests can both take the last slot.
+Each key has one row holding the times of its recent events. `lock` takes the row's
+lock (creating the row if need be), so concurrent requests for one key queue up and
+each sees the count the previous one left: no two can both take the last slot.
 Use it inside the transaction that does the limited work, so a refused or failed
 request records nothing.
 """
@@ -68,10 +68,10 @@ def lock(key: str, *, window: int) -> Window:
     return Window(row_id, window, now, [t for t in hits if t > now - window])
 
 
-def take(key: str, *, limit: int, window: int, spacing: int = 0) -> int:
+def take(key: str, *, limit: int, window: int) -> int:
     """Record one event for `key` and return 0, or record nothing and return the wait."""
     locked = lock(key, window=window)
-    wait = locked.wait(limit=limit, spacing=spacing)
+    wait = locked.wait(limit=limit)
     if not wait:
         locked.add(keep=limit)
     return wait
