@@ -233,7 +233,7 @@ def test_access_token_carries_the_user_id_not_the_phone(api):
     assert payload["exp"] - payload["iat"] == 900
 
 
-def _forge(payload, key="wrong-key", algorithm="HS256"):
+def _forge(payload, key="a-wrong-key-of-sufficient-length-0123456789", algorithm="HS256"):
     return jwt.encode(payload, key, algorithm=algorithm)
 
 
