@@ -2,6 +2,7 @@
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cache
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -20,18 +21,24 @@ def bearer_token(request) -> str | None:
     return token.strip()
 
 
+@cache
+def _networks(proxies: tuple[str, ...]) -> tuple:
+    """TRUSTED_PROXIES parsed once, not for every hop of every request."""
+    networks = []
+    for proxy in proxies:
+        try:
+            networks.append(ipaddress.ip_network(proxy, strict=False))
+        except ValueError:
+            continue
+    return tuple(networks)
+
+
 def _trusted(address: str, proxies: list[str]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    for proxy in proxies:
-        try:
-            if ip in ipaddress.ip_network(proxy, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+    return any(ip in network for network in _networks(tuple(proxies)))
 
 
 def client_ip(request) -> str | None:
