@@ -19,6 +19,7 @@ figures depend on the machine.
 import asyncio
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -81,7 +82,7 @@ def seed() -> int:
     """100,000 users by COPY; the first has 1,000 referrals. Returns that user's id."""
     alphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
     codes: set[str] = set()
-    rng = __import__("random").Random(42)
+    rng = random.Random(42)
     while len(codes) < USERS:
         codes.add("".join(rng.choice(alphabet) for _ in range(6)))
     with psycopg.connect(DATABASE_URL) as conn:
