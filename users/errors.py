@@ -14,6 +14,8 @@ class ErrorCode(StrEnum):
     INVITE_ALREADY_ACTIVATED = "INVITE_ALREADY_ACTIVATED"
     INVITE_CYCLE = "INVITE_CYCLE"
     INVALID_TOKEN = "INVALID_TOKEN"  # noqa: S105 (an error code, not a secret)
+    DELIVERY_FAILED = "DELIVERY_FAILED"
+    REGION_NOT_ALLOWED = "REGION_NOT_ALLOWED"
 
 
 class DomainError(Exception):
