@@ -18,12 +18,14 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 # Development server on SQLite (or DATABASE_URL), with GraphiQL, on http://127.0.0.1:8000/graphql/
 run: $(BIN)/.installed
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --noinput
+	DEBUG=$${DEBUG-1} $(BIN)/python manage.py collectstatic --noinput -v0
 	DEBUG=$${DEBUG-1} $(BIN)/python -m uvicorn backend.asgi:application \
 		--host $(HOST) --port $(PORT) --loop uvloop --http httptools --no-proxy-headers
 
 # Production-style serving: DEBUG off, several workers; needs SECRET_KEY and DATABASE_URL.
 serve: $(BIN)/.installed
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python -m uvicorn backend.asgi:application --host $(HOST) --port $(PORT) \
 		--workers $(WORKERS) --loop uvloop --http httptools --no-proxy-headers --no-access-log
 
@@ -31,6 +33,8 @@ serve: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} \
+		$(BIN)/python manage.py collectstatic --noinput -v0
 	SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} \
 		$(BIN)/python -m pytest
 
