@@ -17,17 +17,17 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 # Development server on SQLite (or DATABASE_URL), with GraphiQL, on http://127.0.0.1:8000/graphql/
 run: $(BIN)/.installed
-	DEBUG=$${DEBUG-1} $(BIN)/python manage.py migrate --noinput
+	DEBUG=$${DEBUG-1} DATABASE_TIMEOUT=0 $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py collectstatic --noinput -v0
 	DEBUG=$${DEBUG-1} $(BIN)/python -m uvicorn backend.asgi:application \
-		--host $(HOST) --port $(PORT) --loop uvloop --http httptools --no-proxy-headers
+		--host $(HOST) --port $(PORT) --loop uvloop --http backend.server:HttpProtocol --no-proxy-headers
 
 # Production-style serving: DEBUG off, several workers; needs SECRET_KEY and DATABASE_URL.
 serve: $(BIN)/.installed
-	$(BIN)/python manage.py migrate --noinput
+	DATABASE_TIMEOUT=0 $(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python -m uvicorn backend.asgi:application --host $(HOST) --port $(PORT) \
-		--workers $(WORKERS) --loop uvloop --http httptools --no-proxy-headers --no-access-log
+		--workers $(WORKERS) --loop uvloop --http backend.server:HttpProtocol --no-proxy-headers --no-access-log
 
 # The whole suite: lint, format check, then the tests (PostgreSQL when DATABASE_URL says so).
 test: $(BIN)/.installed

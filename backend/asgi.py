@@ -1,4 +1,4 @@
-"""ASGI entry point: `uvicorn backend.asgi:application`."""
+"""ASGI entry point: `uvicorn backend.asgi:application` (see the Makefile for the flags)."""
 
 import os
 import sys
@@ -7,16 +7,18 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
-application = get_asgi_application()
+from backend.edge import edge
+
+application = edge(get_asgi_application())
 
 
-def _leave_client_address_to_django() -> None:
+def _leave_client_address_to_the_edge() -> None:
     """Switch off uvicorn's own X-Forwarded-For rewriting.
 
     Unless started with --no-proxy-headers, uvicorn replaces the client address with
     one from X-Forwarded-For for peers in its FORWARDED_ALLOW_IPS (loopback by
     default), so any local process could pick the address the per-address SMS limit
-    counts. The service has one rule for that, TRUSTED_PROXIES (schema/view.py).
+    counts. The service has one rule for that, TRUSTED_PROXIES (backend/edge.py).
     uvicorn imports this module before it wraps the application, so this takes.
     """
     uvicorn_config = sys.modules.get("uvicorn.config")
@@ -24,4 +26,4 @@ def _leave_client_address_to_django() -> None:
         uvicorn_config.ProxyHeadersMiddleware = lambda app, **kwargs: app
 
 
-_leave_client_address_to_django()
+_leave_client_address_to_the_edge()

@@ -5,7 +5,6 @@ the table in README.md lists them. Nothing else in the code reads os.environ.
 """
 
 import os
-from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -62,6 +61,11 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-key-never-use-in-production-0123456789"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
+# Requests: a body larger than this is refused (413) before it is read; a request
+# whose head and body have not arrived within REQUEST_READ_TIMEOUT seconds is cut off.
+MAX_REQUEST_BODY = 256 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY
+REQUEST_READ_TIMEOUT = env_float("REQUEST_READ_TIMEOUT", 10.0)
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 GRAPHIQL = env_bool("GRAPHIQL", DEBUG)
 
@@ -75,7 +79,6 @@ INSTALLED_APPS = [
     "users",
     "schema",
     "corsheaders",
-    "graphql_jwt.refresh_token.apps.RefreshTokenConfig",
 ]
 
 MIDDLEWARE = [
@@ -125,6 +128,12 @@ TEMPLATES = [
 ]
 
 # Database: DATABASE_URL, else SQLite in the project folder (the embedded default).
+# DATABASE_POOL_SIZE: connections (and threads using them) per worker.
+# DATABASE_TIMEOUT: seconds one piece of database work may take before the request is
+# answered SERVICE_UNAVAILABLE (backend/database.py); 0 turns the timeouts off, as
+# `make run` and `make serve` do for migrations.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 20)
+DATABASE_TIMEOUT = env_float("DATABASE_TIMEOUT", 5.0)
 DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
@@ -133,13 +142,30 @@ else:
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's psycopg pool: connections are reused across requests under ASGI, and
-    # a database that does not answer fails fast instead of hanging a request.
+    # Django's psycopg pool: connections are reused across requests under ASGI.
+    # A database that does not answer is noticed: connecting gives up after 2 s; the
+    # server cancels a statement after DATABASE_TIMEOUT, a lock wait after half of it,
+    # and a transaction left idle after twice it; TCP keepalives and a TCP user
+    # timeout drop a connection whose peer has gone away. (Behind PgBouncer, which
+    # refuses startup `options`, set the three timeouts on the database role.)
+    timeouts = {}
+    if DATABASE_TIMEOUT:
+        milliseconds = int(DATABASE_TIMEOUT * 1000)
+        timeouts["options"] = (
+            f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds // 2}"
+            f" -c idle_in_transaction_session_timeout={milliseconds * 2}"
+        )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "connect_timeout": 2,
-            "pool": {"min_size": 1, "max_size": 20, "timeout": 2},
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 10_000,
+            **timeouts,
+            "pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 2},
         }
     )
 
@@ -202,11 +228,13 @@ OTP_MAX_FAILED_PER_PHONE = env_int("OTP_MAX_FAILED_PER_PHONE", 20)
 OTP_RESEND_COOLDOWN = env_int("OTP_RESEND_COOLDOWN", 60)
 OTP_MAX_SENDS_PER_PHONE = env_int("OTP_MAX_SENDS_PER_PHONE", 5)
 OTP_MAX_SENDS_PER_IP = env_int("OTP_MAX_SENDS_PER_IP", 30)
+INVITE_MAX_FAILED_PER_HOUR = env_int("INVITE_MAX_FAILED_PER_HOUR", 10)
 OTP_TEST_NUMBERS = parse_test_numbers(os.environ.get("OTP_TEST_NUMBERS", ""))
 PHONE_DEFAULT_REGION = os.environ.get("PHONE_DEFAULT_REGION", "").strip().upper() or None
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 
-# Tokens: access JWTs from django-graphql-jwt, stored rotating refresh tokens.
+# Tokens: access JWTs signed by django-graphql-jwt (users/access_tokens.py, which
+# makes their payload itself), and stored rotating refresh tokens.
 JWT_EXPIRATION = env_int("JWT_EXPIRATION", 900)
 REFRESH_TOKEN_EXPIRATION = env_int("REFRESH_TOKEN_EXPIRATION", 30 * 24 * 3600)
 GRAPHQL_JWT = {
@@ -214,13 +242,6 @@ GRAPHQL_JWT = {
     "JWT_ALGORITHM": "HS256",
     "JWT_VERIFY": True,
     "JWT_VERIFY_EXPIRATION": True,
-    "JWT_EXPIRATION_DELTA": timedelta(seconds=JWT_EXPIRATION),
-    "JWT_LONG_RUNNING_REFRESH_TOKEN": True,
-    "JWT_REFRESH_EXPIRATION_DELTA": timedelta(seconds=REFRESH_TOKEN_EXPIRATION),
-    "JWT_REFRESH_TOKEN_N_BYTES": 32,
-    "JWT_PAYLOAD_HANDLER": "users.tokens.jwt_payload",
-    "JWT_PAYLOAD_GET_USERNAME_HANDLER": "users.tokens.user_id_from_payload",
-    "JWT_GET_USER_BY_NATURAL_KEY_HANDLER": "users.tokens.active_user_by_id",
 }
 
 # GraphQL limits.

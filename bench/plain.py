@@ -15,15 +15,16 @@ from django.http import JsonResponse
 
 from schema.context import bearer_token
 from users import selectors
-from users.tokens import active_user_by_id, user_id_from_access_token
+from users.access_tokens import user_id_from_access_token
 
 
 def plain_me(request):
     user_id = user_id_from_access_token(bearer_token(request) or "")
-    user = active_user_by_id(user_id) if user_id is not None else None
+    user = selectors.active_user(user_id=user_id) if user_id is not None else None
     if user is None:
         return JsonResponse({"errors": [{"extensions": {"code": "UNAUTHENTICATED"}}]})
-    page = selectors.referrals(user_id=user.pk, first=50, after=None)
+    request = selectors.PageRequest.parse(50, None)
+    page = selectors.referral_pages(user_ids=[user.pk], request=request)[user.pk]
     return JsonResponse(
         {
             "data": {

@@ -111,14 +111,9 @@ def access_token(user_id: int) -> str:
     import django
 
     django.setup()
-    from graphql_jwt.utils import jwt_encode
+    from users.access_tokens import issue_access_token
 
-    from users.tokens import jwt_payload
-
-    class User:
-        pk = user_id
-
-    return jwt_encode(jwt_payload(User()))
+    return issue_access_token(user_id).token
 
 
 # Server

@@ -1,19 +1,22 @@
-"""The request context: who is calling, from where."""
+"""The request context: who is calling, from where, and the request's data loaders."""
 
+import asyncio
 import ipaddress
 from dataclasses import dataclass, field
-from functools import cache
 
-from asgiref.sync import sync_to_async
-from django.conf import settings
+from django.http import HttpRequest
 from strawberry.django.context import StrawberryDjangoContext
+from strawberry.types import Info
 
+from backend import database
 from schema.errors import Forbidden, NotAuthenticated
+from schema.loaders import Loaders
+from users import selectors
+from users.access_tokens import user_id_from_access_token
 from users.models import User
-from users.tokens import active_user_by_id, user_id_from_access_token
 
 
-def bearer_token(request) -> str | None:
+def bearer_token(request: HttpRequest) -> str | None:
     """The token of `Authorization: Bearer <token>`; cookies are never read."""
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -21,57 +24,55 @@ def bearer_token(request) -> str | None:
     return token.strip()
 
 
-@cache
-def _networks(proxies: tuple[str, ...]) -> tuple:
-    """TRUSTED_PROXIES parsed once, not for every hop of every request."""
-    networks = []
-    for proxy in proxies:
-        try:
-            networks.append(ipaddress.ip_network(proxy, strict=False))
-        except ValueError:
-            continue
-    return tuple(networks)
+def address_key(client_ip: str | None) -> str | None:
+    """What the per-address limit counts: an IPv4 address, or an IPv6 /64.
 
-
-def _trusted(address: str, proxies: list[str]) -> bool:
+    One IPv6 subscriber usually holds a whole /64, so counting single addresses
+    would let one client rotate through billions of them.
+    """
+    if not client_ip:
+        return None
     try:
-        ip = ipaddress.ip_address(address)
+        address = ipaddress.ip_address(client_ip)
     except ValueError:
-        return False
-    return any(ip in network for network in _networks(tuple(proxies)))
-
-
-def client_ip(request) -> str | None:
-    """The socket peer, or behind a trusted proxy the right-most untrusted X-Forwarded-For hop."""
-    peer = request.META.get("REMOTE_ADDR") or None
-    proxies = settings.TRUSTED_PROXIES
-    if peer is None or not proxies or not _trusted(peer, proxies):
-        return peer
-    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
-    for hop in reversed([hop for hop in hops if hop]):
-        if not _trusted(hop, proxies):
-            try:
-                return str(ipaddress.ip_address(hop))
-            except ValueError:
-                return peer  # a garbled header: count the proxy, not a made-up name
-    return peer
+        return client_ip[:64]
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
 @dataclass
 class Context(StrawberryDjangoContext):
+    """Made per request by schema/view.py. REMOTE_ADDR is already the client's
+    address when a trusted proxy forwarded the request (backend/edge.py)."""
+
     token: str | None = None
-    client_ip: str | None = None
-    _user: User | None = field(default=None, init=False)
-    _looked_up: bool = field(default=False, init=False)
+    client_key: str | None = None
+    loaders: Loaders = field(default_factory=Loaders)
+    _user: "asyncio.Future[User | None] | None" = field(default=None, init=False)
+
+    @classmethod
+    def for_request(cls, request: HttpRequest, response: object) -> "Context":
+        return cls(
+            request=request,
+            response=response,  # type: ignore[arg-type]
+            token=bearer_token(request),
+            client_key=address_key(request.META.get("REMOTE_ADDR")),
+        )
 
     async def user(self) -> User | None:
-        """The token's active user, looked up once per request."""
-        if not self._looked_up:
-            user_id = user_id_from_access_token(self.token) if self.token else None
-            if user_id is not None:
-                self._user = await sync_to_async(active_user_by_id)(user_id)
-            self._looked_up = True
-        return self._user
+        """The token's active user, looked up once per request however many fields ask."""
+        if self._user is None:
+            self._user = asyncio.ensure_future(self._look_up())
+        return await asyncio.shield(self._user)
+
+    async def _look_up(self) -> User | None:
+        user_id = user_id_from_access_token(self.token)
+        if user_id is None:
+            return None
+        return await database.run(selectors.active_user, user_id=user_id)
 
     async def require_user(self) -> User:
         user = await self.user()
@@ -84,3 +85,6 @@ class Context(StrawberryDjangoContext):
         if not user.is_staff:
             raise Forbidden()
         return user
+
+
+type ApiInfo = Info[Context, None]

@@ -9,7 +9,8 @@ Anything else is logged with its traceback and reaches the client as
 
 import functools
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Awaitable, Callable, Iterator
 
 import strawberry
 from django.conf import settings
@@ -18,7 +19,10 @@ from graphql import GraphQLError
 from psycopg import OperationalError as PsycopgOperationalError
 from strawberry.extensions import SchemaExtension
 
+from backend.database import DatabaseBusy, DatabaseTimeout
+from users import errors as domain
 from users.errors import DomainError, ErrorCode
+from users.services.unit import Retry
 
 logger = logging.getLogger("schema")
 
@@ -37,21 +41,23 @@ class UserError:
     )
 
 
-def returns_user_errors(payload_type):
+def returns_user_errors[**P, T](
+    payload_type: Callable[..., T],
+) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
     """Decorate a mutation resolver so a DomainError becomes `payload_type(user_errors=[...])`."""
 
-    def decorate(resolver):
+    def decorate(resolver: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         @functools.wraps(resolver)
-        async def resolve(*args, **kwargs):
+        async def resolve(*args: P.args, **kwargs: P.kwargs) -> T:
             try:
                 return await resolver(*args, **kwargs)
             except DomainError as error:
                 return payload_type(
                     user_errors=[
                         UserError(
-                            code=error.code,
+                            code=UserErrorCode(error.code),
                             field=error.field,
-                            message=error.message,
+                            message=str(error.message),
                             retry_after=error.retry_after,
                         )
                     ]
@@ -83,11 +89,15 @@ class NotAuthenticated(ApiError):
 class Forbidden(ApiError):
     code = "FORBIDDEN"
 
-    def __init__(self):
-        super().__init__("Staff only.")
+    def __init__(self, message: str = "Staff only."):
+        super().__init__(message)
 
 
-UNAVAILABLE = (OperationalError, InterfaceError, PsycopgOperationalError)
+UNAVAILABLE = (OperationalError, InterfaceError, PsycopgOperationalError, DatabaseTimeout)
+# Load, not an outage: every database slot of the worker stayed taken, or a use case
+# kept finding its rows changed under it.
+BUSY = (DatabaseBusy, Retry)
+SUGGESTION = re.compile(r" Did you mean .*\?$")
 
 
 class ErrorPolicy(SchemaExtension):
@@ -102,9 +112,17 @@ class ErrorPolicy(SchemaExtension):
     def _public(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
         if original is None or isinstance(original, GraphQLError):
+            if not settings.GRAPHIQL and SUGGESTION.search(error.message):
+                # "Did you mean 'me'?" would tell the schema that introspection hides.
+                error.message = SUGGESTION.sub("", error.message)
             return error
         if isinstance(original, ApiError):
             message, code = str(original), original.code
+        elif isinstance(original, domain.Forbidden):
+            message, code = str(original), "FORBIDDEN"
+        elif isinstance(original, BUSY):
+            logger.warning("busy: %s", type(original).__name__)
+            message, code = "The service is busy, try again shortly.", "SERVICE_UNAVAILABLE"
         elif isinstance(original, UNAVAILABLE):
             logger.error("database unavailable: %s", original)
             message, code = "Service unavailable, try again shortly.", "SERVICE_UNAVAILABLE"

@@ -1,21 +1,32 @@
-"""Mutations: parse arguments, call one service, return its result as a payload."""
+"""Mutations: parse arguments, call one use case, return its result as a payload.
+
+Sync use cases run off the event loop through `backend.database.run`; a DomainError
+becomes the payload's userErrors in one place (`returns_user_errors`).
+"""
 
 import strawberry
-from asgiref.sync import sync_to_async
-from strawberry.types import Info
 
+from backend import database
+from schema.context import ApiInfo
 from schema.errors import returns_user_errors
-from schema.types import ActivateInvitePayload, AuthPayload, RevokeTokenPayload, SendCodePayload
-from users import services, tokens
+from schema.types import (
+    ActivateInvitePayload,
+    AuthPayload,
+    Profile,
+    RevokeTokenPayload,
+    SendCodePayload,
+)
+from users.models import User
+from users.services import codes, invites, tokens
 
 
-def auth_payload(user, issued: tokens.Tokens, *, is_new_user: bool) -> AuthPayload:
+def auth_payload(user: User, issued: tokens.Tokens, *, is_new_user: bool) -> AuthPayload:
     return AuthPayload(
         token=issued.token,
         token_expires_at=issued.token_expires_at,
         refresh_token=issued.refresh_token,
         is_new_user=is_new_user,
-        profile=user,
+        profile=Profile.of(user),
     )
 
 
@@ -26,8 +37,8 @@ class Mutation:
         "is 'delivered')."
     )
     @returns_user_errors(SendCodePayload)
-    async def send_code(self, info: Info, phone: str) -> SendCodePayload:
-        sent = await services.send_code(phone=phone, client_ip=info.context.client_ip)
+    async def send_code(self, info: ApiInfo, phone: str) -> SendCodePayload:
+        sent = await codes.send_code(phone=phone, client_key=info.context.client_key)
         return SendCodePayload(
             phone=sent.phone,
             expires_at=sent.expires_at,
@@ -43,8 +54,8 @@ class Mutation:
     async def verify_code(
         self, phone: str, code: str, invite_code: str | None = None
     ) -> AuthPayload:
-        signed_in = await sync_to_async(services.verify_code)(
-            phone=phone, code=code, invite_code=invite_code
+        signed_in = await database.run(
+            codes.verify_code, phone=phone, code=code, invite_code=invite_code
         )
         return auth_payload(signed_in.user, signed_in.tokens, is_new_user=signed_in.is_new_user)
 
@@ -54,20 +65,20 @@ class Mutation:
     )
     @returns_user_errors(AuthPayload)
     async def refresh_token(self, refresh_token: str) -> AuthPayload:
-        user, issued = await sync_to_async(tokens.rotate_refresh_token)(refresh_token=refresh_token)
+        user, issued = await database.run(tokens.rotate, refresh_token=refresh_token)
         return auth_payload(user, issued, is_new_user=False)
 
     @strawberry.mutation(description="Sign out: revoke a refresh token.")
     @returns_user_errors(RevokeTokenPayload)
     async def revoke_token(self, refresh_token: str) -> RevokeTokenPayload:
-        await sync_to_async(tokens.revoke_refresh_token)(refresh_token=refresh_token)
+        await database.run(tokens.revoke, refresh_token=refresh_token)
         return RevokeTokenPayload(revoked=True)
 
     @strawberry.mutation(description="Activate another user's invite code (signed-in users only).")
     @returns_user_errors(ActivateInvitePayload)
-    async def activate_invite(self, info: Info, invite_code: str) -> ActivateInvitePayload:
+    async def activate_invite(self, info: ApiInfo, invite_code: str) -> ActivateInvitePayload:
         user = await info.context.require_user()
-        profile = await sync_to_async(services.activate_invite)(
-            user_id=user.pk, invite_code=invite_code
+        activated = await database.run(
+            invites.activate_invite, user_id=user.pk, invite_code=invite_code
         )
-        return ActivateInvitePayload(profile=profile)
+        return ActivateInvitePayload(profile=Profile.of(activated))

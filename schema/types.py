@@ -1,13 +1,26 @@
-"""GraphQL types: the profile, connections and mutation payloads."""
+"""GraphQL types: the profile, connections and mutation payloads.
+
+Types are plain objects built from the domain's results (`Profile.of(user)`), so each
+resolver is typed with what it really receives.
+"""
 
 from datetime import datetime
+from typing import Self
 
 import strawberry
-from asgiref.sync import sync_to_async
 
+from schema.context import ApiInfo
 from schema.errors import ApiError, UserError
 from users import selectors
 from users.models import User
+
+
+def page_request(first: int, after: str | None) -> selectors.PageRequest:
+    """Parse `first` and `after`; a bad one is the caller's error (BAD_USER_INPUT)."""
+    try:
+        return selectors.PageRequest.parse(first, after)
+    except (selectors.InvalidCursor, selectors.InvalidPageSize) as error:
+        raise ApiError(str(error)) from None
 
 
 @strawberry.type
@@ -17,22 +30,14 @@ class PageInfo:
     start_cursor: str | None
     end_cursor: str | None
 
-
-def page_info(page: selectors.Page) -> PageInfo:
-    return PageInfo(
-        has_next_page=page.has_next_page,
-        has_previous_page=page.has_previous_page,
-        start_cursor=page.cursors[0] if page.cursors else None,
-        end_cursor=page.cursors[-1] if page.cursors else None,
-    )
-
-
-async def load_page(selector, **kwargs) -> selectors.Page:
-    """Run a paginating selector; a bad `first` or `after` is the caller's error."""
-    try:
-        return await sync_to_async(selector)(**kwargs)
-    except (selectors.InvalidCursor, selectors.InvalidPageSize) as error:
-        raise ApiError(str(error)) from None
+    @classmethod
+    def of(cls, page: selectors.Page[User]) -> Self:
+        return cls(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=page.cursors[0] if page.cursors else None,
+            end_cursor=page.cursors[-1] if page.cursors else None,
+        )
 
 
 @strawberry.type
@@ -53,41 +58,50 @@ class ReferralConnection:
     edges: list[ReferralEdge]
     page_info: PageInfo
 
+    @classmethod
+    def of(cls, page: selectors.Page[User]) -> Self:
+        edges = []
+        for user, cursor in zip(page.items, page.cursors, strict=True):
+            assert user.invite_activated_at is not None
+            node = Referral(phone=user.phone, activated_at=user.invite_activated_at)
+            edges.append(ReferralEdge(cursor=cursor, node=node))
+        return cls(total_count=page.total_count, edges=edges, page_info=PageInfo.of(page))
+
 
 @strawberry.type(name="Profile")
 class Profile:
-    """A user as the API shows them; resolved from a `users.models.User`.
-
-    Every query that returns a profile selects `invited_by` with the user, so no
-    field here touches the database but `referrals`.
-    """
+    """A user as the API shows them. Every query that returns a profile selects
+    `invited_by` with the user, so only `referrals` reads the database."""
 
     id: strawberry.ID
     phone: str = strawberry.field(description='E.164, e.g. "+375291234567".')
     invite_code: str = strawberry.field(description="This user's own code.")
     invite_activated_at: datetime | None
     date_joined: datetime
+    activated_invite_code: str | None = strawberry.field(
+        description="The code this user activated; null if none."
+    )
+    pk: strawberry.Private[int]
 
-    @strawberry.field(description="The code this user activated; null if none.")
-    def activated_invite_code(self: User) -> str | None:
-        return self.invited_by.invite_code if self.invited_by_id else None
+    @classmethod
+    def of(cls, user: User) -> Self:
+        return cls(
+            id=strawberry.ID(str(user.pk)),
+            pk=user.pk,
+            phone=user.phone,
+            invite_code=user.invite_code,
+            invite_activated_at=user.invite_activated_at,
+            date_joined=user.date_joined,
+            activated_invite_code=user.invited_by.invite_code if user.invited_by else None,
+        )
 
     @strawberry.field(description="Users who activated this user's code, oldest activation first.")
     async def referrals(
-        self: User, first: int = 50, after: str | None = None
+        self, info: ApiInfo, first: int = 50, after: str | None = None
     ) -> ReferralConnection:
-        page = await load_page(selectors.referrals, user_id=self.pk, first=first, after=after)
-        return ReferralConnection(
-            total_count=page.total_count,
-            edges=[
-                ReferralEdge(
-                    cursor=cursor,
-                    node=Referral(phone=user.phone, activated_at=user.invite_activated_at),
-                )
-                for user, cursor in zip(page.items, page.cursors, strict=True)
-            ],
-            page_info=page_info(page),
-        )
+        request = page_request(first, after)
+        page = await info.context.loaders.referral_pages.load((self.pk, request))
+        return ReferralConnection.of(page)
 
 
 @strawberry.type
@@ -101,6 +115,14 @@ class UserConnection:
     total_count: int
     edges: list[UserEdge]
     page_info: PageInfo
+
+    @classmethod
+    def of(cls, page: selectors.Page[User]) -> Self:
+        edges = [
+            UserEdge(cursor=cursor, node=Profile.of(user))
+            for user, cursor in zip(page.items, page.cursors, strict=True)
+        ]
+        return cls(total_count=page.total_count, edges=edges, page_info=PageInfo.of(page))
 
 
 @strawberry.type

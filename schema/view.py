@@ -1,26 +1,56 @@
-"""The one GraphQL endpoint, served asynchronously."""
+"""The one GraphQL endpoint, served asynchronously.
 
+Every answer is JSON: a body that is not a GraphQL request (not JSON, not an object,
+invalid UTF-8, nested past what the parser allows, a number too long to read) is a
+400 with a GraphQL-shaped error, never a server error.
+"""
+
+import json
+from typing import Any
+
+from cross_web import HTTPException
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from strawberry.django.views import AsyncGraphQLView
 
-from schema.context import Context, bearer_token, client_ip
+from backend import database
+from schema.context import Context
+
+ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
-class GraphQLView(AsyncGraphQLView):
-    allow_queries_via_get = True  # GET runs queries only; mutations need POST
+def error_response(status: int, message: str) -> JsonResponse:
+    code = ERROR_CODES.get(status, "BAD_REQUEST")
+    return JsonResponse(
+        {"errors": [{"message": message, "extensions": {"code": code}}]}, status=status
+    )
 
+
+class GraphQLView(AsyncGraphQLView[Context, None]):
     @property
-    def graphql_ide(self):
+    def graphql_ide(self) -> str | None:  # type: ignore[override]
         return "graphiql" if settings.GRAPHIQL else None
 
     @graphql_ide.setter
-    def graphql_ide(self, value):
+    def graphql_ide(self, value: str | None) -> None:
         """Set by as_view(); GRAPHIQL decides."""
 
-    async def get_context(self, request, response) -> Context:
-        return Context(
-            request=request,
-            response=response,
-            token=bearer_token(request),
-            client_ip=client_ip(request),
-        )
+    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        async with database.request_scope():
+            try:
+                return await self.run(request=request)
+            except HTTPException as error:
+                return error_response(error.status_code, error.reason)
+
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            value = json.loads(data)
+        except (ValueError, RecursionError):  # JSON, UTF-8, integer length or nesting
+            raise HTTPException(400, "The request is not valid JSON.") from None
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "The request must be a JSON object.")
+        return value
+
+    async def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:  # type: ignore[override]
+        return Context.for_request(request, response)

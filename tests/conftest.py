@@ -1,5 +1,6 @@
 """Fixtures: a GraphQL client over HTTP, signed-in users and a way to run requests at once."""
 
+import asyncio
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -8,8 +9,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from users.access_tokens import issue_access_token
 from users.models import User
-from users.tokens import issue_tokens
 
 SEND = """mutation($phone: String!) { sendCode(phone: $phone) {
   phone expiresAt retryAfter debugCode userErrors { code field message retryAfter } } }"""
@@ -105,7 +106,7 @@ def make_user(db):
 
     def make(phone=None, **fields):
         user = User.objects.create_user(phone or new_phone(), **fields)
-        return user, issue_tokens(user).token
+        return user, issue_access_token(user.pk).token
 
     return make
 
@@ -132,3 +133,57 @@ def at_once(count, fn, *args):
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(run, range(count)))
+
+
+def asgi_request(method, path, body=b"", headers=(), client=("127.0.0.1", 50000)):
+    """One request through the whole ASGI application, edge included, as a server passes it.
+
+    Returns (status, headers, body). Views run their database work on other threads,
+    so tests using this need committed data: django_db(transaction=True).
+    """
+    from backend.asgi import application
+
+    path, _, query = path.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"localhost")]
+        + [(name.lower().encode(), value.encode()) for name, value in headers],
+        "client": client,
+        "server": ("127.0.0.1", 8000),
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()  # no disconnect until the response is done
+
+    async def send(message):
+        sent.append(message)
+
+    async def call():
+        task = asyncio.ensure_future(application(scope, receive, send))
+        await task
+
+    asyncio.run(call())
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), content
+
+
+def asgi_graphql(query, variables=None, *, headers=(), client=("127.0.0.1", 50000)):
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    status, _, content = asgi_request(
+        "POST", "/graphql/", body, [("content-type", "application/json"), *headers], client
+    )
+    assert status == 200, content
+    return json.loads(content)

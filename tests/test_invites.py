@@ -12,6 +12,7 @@ from tests.conftest import (
     new_phone,
     top_error_code,
 )
+from users.access_tokens import issue_access_token
 from users.models import OtpChallenge, User
 
 
@@ -205,9 +206,7 @@ def test_a_longer_cycle_closed_from_two_ends_at_once_is_refused(make_user):
 
 
 def issue_for(user):
-    from users.tokens import issue_tokens
-
-    return issue_tokens(user).token
+    return issue_access_token(user.pk).token
 
 
 @concurrent

@@ -1,4 +1,4 @@
-"""Work per request is a fixed number of queries, whatever the number of rows."""
+"""Work per request is a fixed number of queries, whatever the number of rows or users."""
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -6,9 +6,11 @@ from django.test.utils import CaptureQueriesContext
 from tests.conftest import ME, Api, new_phone
 from users.models import User
 
-USERS = """query { users(first: 20) { totalCount edges { cursor node {
+USERS = """query { users(first: 100) { totalCount edges { cursor node {
   id phone inviteCode activatedInviteCode inviteActivatedAt dateJoined } }
   pageInfo { hasNextPage endCursor } } }"""
+USERS_WITH_REFERRALS = """query { users(first: 100) { totalCount edges { node {
+  phone referrals(first: 5) { totalCount edges { node { phone activatedAt } } } } } } }"""
 
 
 def queries(api, query, token):
@@ -28,7 +30,8 @@ def add_referrals(inviter, count):
     User.objects.bulk_update(users, ["invited_by", "invite_activated_at"])
 
 
-def test_me_costs_the_same_queries_with_0_1_100_and_1000_referrals(make_user):
+def test_me_is_three_queries_with_1_100_and_1000_referrals(make_user):
+    """The token's user, the referral count, the referral page; no page without referrals."""
     api = Api()
     inviter, token = make_user()
     counts = {}
@@ -36,14 +39,26 @@ def test_me_costs_the_same_queries_with_0_1_100_and_1000_referrals(make_user):
         add_referrals(inviter, total - User.objects.filter(invited_by=inviter).count())
         counts[total] = queries(api, ME, token)
         assert api.me(token)["referrals"]["totalCount"] == total
-    assert set(counts.values()) == {counts[0]}, counts
-    assert counts[0] <= 4, counts  # the token's user, the referral count, the page
+    assert counts == {0: 2, 1: 3, 100: 3, 1000: 3}
 
 
-def test_users_page_does_not_grow_with_the_page(make_user):
+def test_users_page_is_three_queries_and_five_with_referrals(make_user):
+    """The staff user, the count, the page; with referrals, their counts and their pages."""
     api = Api()
-    inviter, _ = make_user()
+    User.objects.bulk_create(  # more users than a page, older than the ones below
+        [User(phone=new_phone(), invite_code=next(_codes)) for _ in range(120)]
+    )
     _, staff = make_user(is_staff=True)
-    small = queries(api, USERS, staff)
-    add_referrals(inviter, 40)  # more users than a page, each with an inviter to show
-    assert queries(api, USERS, staff) == small <= 4
+    inviters = [make_user()[0] for _ in range(3)]
+    assert queries(api, USERS, staff) == 3
+    assert queries(api, USERS_WITH_REFERRALS, staff) == 4  # nobody has referrals: no page
+    for inviter in inviters:
+        add_referrals(inviter, 7)  # more than a page of referrals, each with an inviter
+    assert queries(api, USERS, staff) == 3
+    assert queries(api, USERS_WITH_REFERRALS, staff) == 5
+    page = api.data(USERS_WITH_REFERRALS, token=staff)["users"]["edges"]
+    assert len(page) == 100
+    shown = {edge["node"]["phone"]: edge["node"]["referrals"] for edge in page}
+    for inviter in inviters:
+        assert shown[inviter.phone]["totalCount"] == 7
+        assert len(shown[inviter.phone]["edges"]) == 5

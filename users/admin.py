@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import Count
 
+from users.errors import DomainError
 from users.models import User
 from users.phones import normalize_phone
 
@@ -13,8 +14,6 @@ class PhoneField(forms.CharField):
     """Accepts any spelling of a number and stores its E.164 form."""
 
     def clean(self, value):
-        from users.errors import DomainError
-
         value = super().clean(value)
         try:
             return normalize_phone(value)

@@ -1,4 +1,4 @@
-"""The one error type of the domain: a refusal the caller can act on."""
+"""The one error type of the domain: a refusal the person can act on."""
 
 from enum import StrEnum
 
@@ -19,13 +19,31 @@ class ErrorCode(StrEnum):
 
 
 class DomainError(Exception):
-    """Raised by services; the API turns it into a UserError in the payload."""
+    """Raised by services; the API turns it into a UserError in the payload.
+
+    A refusal normally leaves the database as it was: the use case's transaction
+    rolls back. `commit=True` marks the refusals whose writes must stay, because the
+    refusal itself is what they record: a wrong guess counted against the code, a
+    copied refresh token's family revoked. `users.services.unit.use_case` commits
+    those and raises the error after the commit.
+    """
 
     def __init__(
-        self, code: ErrorCode, message: str, *, field: str | None = None, retry_after=None
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        field: str | None = None,
+        retry_after: int | None = None,
+        commit: bool = False,
     ):
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
         self.retry_after = retry_after
+        self.commit = commit
+
+
+class Forbidden(Exception):
+    """The person may not do this at all (a disabled account): top-level FORBIDDEN."""

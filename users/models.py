@@ -1,4 +1,4 @@
-"""Users, their invite codes, one-time codes and the counters behind the limits."""
+"""Users, their invite codes, one-time codes, refresh tokens and the counters behind the limits."""
 
 import secrets
 
@@ -135,3 +135,27 @@ class RateLimit(models.Model):
 
     def __str__(self):
         return self.key
+
+
+class RefreshToken(models.Model):
+    """A refresh token, stored as its SHA-256: the table holds nothing that signs anyone in.
+
+    A token is revoked once, either by a refresh that replaced it (`rotated`) or by
+    signing out. Only a rotated token that comes back means it was copied.
+    """
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="refresh_tokens")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    rotated = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["user"], condition=Q(revoked_at__isnull=True), name="refresh_live_idx"
+            )
+        ]
+
+    def __str__(self):
+        return f"refresh token of user {self.user_id}"

@@ -1,19 +1,27 @@
 """Reads for the API: a fixed number of queries each, however many rows there are.
 
 Pages are keyset-paginated: the cursor names the last row seen, so a page costs the
-same at the end of a long list as at its start.
+same at the end of a long list as at its start. Referral pages and counts are read
+for many users at once (one query each), so a list of users with their referrals
+costs the same few queries as one user.
 """
 
 import base64
 import binascii
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
+from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from users.models import User
 
 MAX_PAGE = 100
+MAX_CURSOR = 100
+
+type Cursor = tuple[datetime, int]
 
 
 class InvalidCursor(ValueError):
@@ -25,8 +33,22 @@ class InvalidPageSize(ValueError):
 
 
 @dataclass(frozen=True)
-class Page:
-    items: list
+class PageRequest:
+    """`first` capped at MAX_PAGE, and the decoded `after`."""
+
+    first: int
+    after: Cursor | None
+
+    @classmethod
+    def parse(cls, first: int, after: str | None) -> "PageRequest":
+        if first < 0:
+            raise InvalidPageSize("`first` must not be negative.")
+        return cls(min(first, MAX_PAGE), None if after is None else decode_cursor(after))
+
+
+@dataclass(frozen=True)
+class Page[T]:
+    items: list[T]
     cursors: list[str]
     total_count: int
     has_next_page: bool
@@ -37,36 +59,33 @@ def encode_cursor(at: datetime, pk: int) -> str:
     return base64.urlsafe_b64encode(f"{at.isoformat()}|{pk}".encode()).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    if len(cursor) > 100:
-        raise InvalidCursor("This cursor is not valid; use one from a page's pageInfo.")
+def decode_cursor(cursor: str) -> Cursor:
+    invalid = InvalidCursor("This cursor is not valid; use one from a page's pageInfo.")
+    if len(cursor) > MAX_CURSOR:
+        raise invalid
     try:
         at, _, pk = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().partition("|")
         return datetime.fromisoformat(at), int(pk)
     except (ValueError, UnicodeError, binascii.Error):
-        raise InvalidCursor("This cursor is not valid; use one from a page's pageInfo.") from None
+        raise invalid from None
 
 
-def _page(queryset, *, first: int, after: str | None, at_field: str, newest_first: bool) -> Page:
-    if first < 0:
-        raise InvalidPageSize("`first` must not be negative.")
-    first = min(first, MAX_PAGE)
-    total_count = queryset.count()
-    ordering = (f"-{at_field}", "-id") if newest_first else (at_field, "id")
-    rows = queryset.order_by(*ordering)
-    if after is not None:
-        at, pk = decode_cursor(after)
-        beyond = "lt" if newest_first else "gt"
-        rows = rows.filter(
-            Q(**{f"{at_field}__{beyond}": at}) | Q(**{at_field: at, f"id__{beyond}": pk})
-        )
-    items = list(rows[: first + 1]) if first else []
+def _after(at_field: str, cursor: Cursor, *, newest_first: bool) -> Q:
+    at, pk = cursor
+    beyond = "lt" if newest_first else "gt"
+    return Q(**{f"{at_field}__{beyond}": at}) | Q(**{at_field: at, f"id__{beyond}": pk})
+
+
+def _page[T: User](
+    rows: list[T], request: PageRequest, *, total_count: int, at_field: str
+) -> Page[T]:
+    items = rows[: request.first]
     return Page(
-        items=items[:first],
-        cursors=[encode_cursor(getattr(item, at_field), item.pk) for item in items[:first]],
+        items=items,
+        cursors=[encode_cursor(getattr(item, at_field), item.pk) for item in items],
         total_count=total_count,
-        has_next_page=len(items) > first,
-        has_previous_page=after is not None,
+        has_next_page=len(rows) > request.first,
+        has_previous_page=request.after is not None,
     )
 
 
@@ -75,20 +94,52 @@ def active_user(*, user_id: int) -> User | None:
     return User.objects.select_related("invited_by").filter(pk=user_id, is_active=True).first()
 
 
-def referrals(*, user_id: int, first: int, after: str | None) -> Page:
-    """Who activated `user_id`'s code, oldest activation first: two queries."""
-    queryset = User.objects.filter(invited_by_id=user_id).only("id", "phone", "invite_activated_at")
-    return _page(
-        queryset, first=first, after=after, at_field="invite_activated_at", newest_first=False
-    )
-
-
-def users(*, first: int, after: str | None) -> Page:
+def users(*, request: PageRequest) -> Page[User]:
     """Every user, newest first, for staff: two queries."""
-    return _page(
-        User.objects.select_related("invited_by"),
-        first=first,
-        after=after,
-        at_field="date_joined",
-        newest_first=True,
+    queryset: QuerySet[User] = User.objects.select_related("invited_by").order_by(
+        "-date_joined", "-id"
     )
+    total_count = queryset.count()
+    if request.after is not None:
+        queryset = queryset.filter(_after("date_joined", request.after, newest_first=True))
+    rows = list(queryset[: request.first + 1]) if request.first else []
+    return _page(rows, request, total_count=total_count, at_field="date_joined")
+
+
+def referral_pages(*, user_ids: Sequence[int], request: PageRequest) -> dict[int, Page[User]]:
+    """Who activated each user's code, oldest activation first: two queries for any
+    number of users (their counts, then their pages in one windowed query)."""
+    counts = dict(
+        User.objects.filter(invited_by_id__in=user_ids)
+        .values_list("invited_by_id")
+        .annotate(count=Count("id"))
+        .values_list("invited_by_id", "count")
+    )
+    rows: dict[int, list[User]] = defaultdict(list)
+    if request.first and counts:
+        queryset = User.objects.filter(invited_by_id__in=list(counts)).only(
+            "id", "phone", "invite_activated_at", "invited_by_id"
+        )
+        if request.after is not None:
+            queryset = queryset.filter(
+                _after("invite_activated_at", request.after, newest_first=False)
+            )
+        ranked = queryset.annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=F("invited_by_id"),
+                order_by=[F("invite_activated_at").asc(), F("id").asc()],
+            )
+        ).filter(rank__lte=request.first + 1)
+        for user in ranked.order_by("invited_by_id", "rank"):
+            assert user.invited_by_id is not None
+            rows[user.invited_by_id].append(user)
+    return {
+        user_id: _page(
+            rows[user_id],
+            request,
+            total_count=counts.get(user_id, 0),
+            at_field="invite_activated_at",
+        )
+        for user_id in user_ids
+    }

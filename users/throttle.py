@@ -41,13 +41,18 @@ class Window:
         )
 
 
-# One statement creates the row if need be and locks it: an upsert that touches the
-# row takes its lock on PostgreSQL (and SQLite locks the whole database for writes).
-LOCK_ROW = """
-INSERT INTO users_ratelimit (key, hits, expires_at) VALUES (%s, %s, %s)
-ON CONFLICT (key) DO UPDATE SET key = excluded.key
-RETURNING id, hits
-"""
+def _lock_row_sql() -> str:
+    """One statement creates the row if need be and locks it: an upsert that touches the
+    row takes its lock on PostgreSQL (and SQLite locks the whole database for writes)."""
+    quote = connection.ops.quote_name
+    table = quote(RateLimit._meta.db_table)
+    key, hits, expires_at = (
+        quote(RateLimit._meta.get_field(name).column) for name in ("key", "hits", "expires_at")
+    )
+    return (
+        f"INSERT INTO {table} ({key}, {hits}, {expires_at}) VALUES (%s, %s, %s) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {key} = excluded.{key} RETURNING id, {hits}"
+    )
 
 
 def lock(key: str, *, window: int) -> Window:
@@ -56,7 +61,7 @@ def lock(key: str, *, window: int) -> Window:
     hits_field = RateLimit._meta.get_field("hits")
     with connection.cursor() as cursor:
         cursor.execute(
-            LOCK_ROW,
+            _lock_row_sql(),
             [
                 key,
                 hits_field.get_db_prep_value([], connection),

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from users.services import purge_expired
+from users.services.housekeeping import purge_expired
 
 
 class Command(BaseCommand):

@@ -1,0 +1,52 @@
+"""Access tokens: the one module that uses django-graphql-jwt.
+
+django-graphql-jwt pins graphene and so graphql-core < 3.3, which holds strawberry
+below 0.328; keeping every use of it here makes replacing it one file's work.
+
+Access tokens are JWTs (HS256, keyed with SECRET_KEY) that carry the user's id in
+`sub`, never the phone, and always have their expiry checked: a token without
+`exp` is refused even when its signature is good.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from graphql_jwt.exceptions import JSONWebTokenError
+from graphql_jwt.utils import get_payload, jwt_encode
+
+MAX_TOKEN_LENGTH = 4096
+REQUIRED_CLAIMS = ("sub", "iat", "exp")
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_at: datetime
+
+
+def issue_access_token(user_id: int) -> AccessToken:
+    now = datetime.now(tz=UTC).replace(microsecond=0)
+    expires_at = now + timedelta(seconds=settings.JWT_EXPIRATION)
+    payload = {
+        "sub": str(user_id),
+        "iat": int(now.timestamp()),
+        "exp": int(expires_at.timestamp()),
+    }
+    return AccessToken(token=jwt_encode(payload), expires_at=expires_at)
+
+
+def user_id_from_access_token(token: str | None) -> int | None:
+    """The user id of a good token: signature, algorithm and expiry checked; no database."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        payload = get_payload(token)
+    except JSONWebTokenError:
+        return None
+    if not all(isinstance(payload.get(claim), str | int) for claim in REQUIRED_CLAIMS):
+        return None
+    try:
+        return int(payload["sub"])
+    except ValueError:
+        return None

@@ -1,0 +1,28 @@
+"""Housekeeping: delete what can no longer matter (`manage.py purge_expired`, hourly)."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from users.models import OtpChallenge, RateLimit
+from users.services import tokens
+from users.services.unit import use_case
+
+
+@use_case
+def purge_expired() -> dict[str, int]:
+    """Delete dead codes, counters past their windows and expired refresh tokens.
+
+    Nothing depends on it for correctness; it keeps the tables small.
+    """
+    now = timezone.now()
+    # A dead code (attempts used up) still answers TOO_MANY_ATTEMPTS until a new send,
+    # but a send can replace it only within a day's limits, so a day covers it.
+    codes, _ = OtpChallenge.objects.filter(
+        Q(expires_at__lt=now, attempts__lt=settings.OTP_MAX_ATTEMPTS)
+        | Q(expires_at__lt=now - timedelta(days=1))
+    ).delete()
+    counters, _ = RateLimit.objects.filter(expires_at__lt=now).delete()
+    return {"codes": codes, "counters": counters, "refresh_tokens": tokens.delete_expired()}

@@ -1,0 +1,57 @@
+"""The one way a use case runs: in one transaction, retried when PostgreSQL asks.
+
+Every public service function is a `use_case`. The decorator owns the transaction,
+so a use case's body reads as the rule it implements:
+
+- it commits when the function returns;
+- it rolls back when the function raises, DomainError included: a refusal leaves
+  nothing behind, unless the error says `commit=True`. Those refusals record
+  something that must stay, a wrong guess or a revoked token family; the decorator
+  commits, then raises the error;
+- it runs again, at most RETRIES times in all, when PostgreSQL ended the transaction
+  to break a deadlock (40P01) or a serialisation conflict (40001), or when the use
+  case raised `Retry` because what it read changed before it could lock it. If the
+  last run still fails that way, the error goes out: the API answers
+  SERVICE_UNAVAILABLE, a moment's contention and not the caller's fault.
+"""
+
+import functools
+from collections.abc import Callable
+
+from django.db import OperationalError, transaction
+
+from users.errors import DomainError
+
+RETRIES = 3
+RETRYABLE = {"40P01", "40001"}
+
+
+class Retry(Exception):
+    """What the use case read changed before it could lock it: run it again."""
+
+
+def _retryable(error: Exception) -> bool:
+    return isinstance(error, Retry) or getattr(error.__cause__, "sqlstate", None) in RETRYABLE
+
+
+def use_case[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
+    """Run `fn` in its own transaction; see the module docstring."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with transaction.atomic():
+                    try:
+                        return fn(*args, **kwargs)
+                    except DomainError as error:
+                        if not error.commit:
+                            raise
+                        refusal = error  # leaving the block commits what it recorded
+                raise refusal
+            except (OperationalError, Retry) as error:
+                if attempt == RETRIES or not _retryable(error):
+                    raise
+        raise AssertionError("unreachable")
+
+    return run
