@@ -20,7 +20,8 @@ VERIFY = """mutation($phone: String!, $code: String!, $invite: String) {
     profile { id phone inviteCode activatedInviteCode inviteActivatedAt dateJoined }
     userErrors { code field message retryAfter } } }"""
 ACTIVATE = """mutation($code: String!) { activateInvite(inviteCode: $code) {
-  profile { phone activatedInviteCode inviteActivatedAt } userErrors { code field message } } }"""
+  profile { phone activatedInviteCode inviteActivatedAt }
+  userErrors { code field message retryAfter } } }"""
 ME = """query($first: Int! = 50, $after: String) { me {
   id phone inviteCode activatedInviteCode inviteActivatedAt dateJoined
   referrals(first: $first, after: $after) {

@@ -106,10 +106,39 @@ def test_a_refused_invite_for_a_known_user_keeps_the_code(api, make_user):
     first, _ = make_user()
     second, _ = make_user()
     _, token = make_user(phone="+375291234567")
-    api.activate(token, first.invite_code)
+    assert api.activate(token, first.invite_code)["userErrors"] == []
     sent = api.send("+375291234567")
     refused = api.verify("+375291234567", sent["debugCode"], invite=second.invite_code)
     assert error_codes(refused) == ["INVITE_ALREADY_ACTIVATED"]
+    assert api.verify("+375291234567", sent["debugCode"])["userErrors"] == []
+
+
+def test_who_has_activated_a_code_learns_nothing_about_other_codes(api, make_user):
+    first, _ = make_user()
+    second, _ = make_user()
+    _, token = make_user()
+    assert api.activate(token, first.invite_code)["userErrors"] == []
+    for code in [second.invite_code, "ZZZZZZ", "abc"]:
+        assert error_codes(api.activate(token, code)) == ["INVITE_ALREADY_ACTIVATED"]
+
+
+def test_invite_codes_cannot_be_probed(api, make_user, settings):
+    settings.INVITE_MAX_FAILED_PER_HOUR = 3
+    real, _ = make_user()
+    _, token = make_user()
+    for code in ["ZZZZZ2", "ZZZZZ3", "ZZZZZ4"]:
+        assert error_codes(api.activate(token, code)) == ["INVITE_NOT_FOUND"]
+    for code in ["ZZZZZ5", real.invite_code]:  # even a real code is not looked up now
+        limited = api.activate(token, code)
+        assert error_codes(limited) == ["RATE_LIMITED"]
+        assert 3500 < limited["userErrors"][0]["retryAfter"] <= 3600
+    # Nor through sign-in, where a refused invite leaves the code live to try again.
+    sent = api.send("+375291234567")
+    for code in ["ZZZZZ6", "ZZZZZ7", "ZZZZZ8"]:
+        refused = api.verify("+375291234567", sent["debugCode"], invite=code)
+        assert error_codes(refused) == ["INVITE_NOT_FOUND"]
+    limited = api.verify("+375291234567", sent["debugCode"], invite=real.invite_code)
+    assert error_codes(limited) == ["RATE_LIMITED"]
     assert api.verify("+375291234567", sent["debugCode"])["userErrors"] == []
 
 
@@ -125,7 +154,7 @@ def test_referrals_are_paged_oldest_first(api, make_user):
     phones = []
     for _ in range(5):
         user, user_token = make_user()
-        api.activate(user_token, inviter.invite_code)
+        assert api.activate(user_token, inviter.invite_code)["userErrors"] == []
         phones.append(user.phone)
     seen, after = [], None
     while True:
@@ -197,8 +226,8 @@ def test_a_longer_cycle_closed_from_two_ends_at_once_is_refused(make_user):
         c, c_token = make_user()
         d, _ = make_user()
         # Existing links: B joined through C, D joined through A.
-        Api().activate(issue_for(b), c.invite_code)
-        Api().activate(issue_for(d), a.invite_code)
+        assert Api().activate(issue_for(b), c.invite_code)["userErrors"] == []
+        assert Api().activate(issue_for(d), a.invite_code)["userErrors"] == []
         # A activates B's code while C activates D's: together A->B->C->D->A.
         pairs = [(a_token, b.invite_code), (c_token, d.invite_code)]
         results = at_once(2, lambda i, pairs=pairs: Api().activate(*pairs[i]))

@@ -12,6 +12,7 @@ from tests.conftest import (
     SEND,
     Api,
     asgi_graphql,
+    asgi_request,
     at_once,
     concurrent,
     error_codes,
@@ -271,3 +272,76 @@ def test_health_and_readiness(db, monkeypatch):
 
     monkeypatch.setattr(health, "database_answers", down)
     assert Client().get("/readyz").status_code == 503
+
+
+def test_a_field_repeated_past_the_limit_is_refused_before_validation(api, monkeypatch):
+    from schema import limits
+
+    validated = []
+    monkeypatch.setattr(limits, "validate", lambda *args: validated.append(1) or [])
+    hostile = "query Q123 { " + " ".join(["me { id }"] * 494) + " }"
+    body = api.post(hostile)
+    assert "'me' is selected 494 times" in body["errors"][0]["message"]
+    assert body.get("data") is None and validated == []
+    twenty = "{ " + " ".join(["me { id }"] * 20) + " }"
+    assert "'me' is selected" not in json.dumps(api.post(twenty))
+
+
+def test_renaming_an_operation_does_not_validate_it_again(api, monkeypatch):
+    from schema import limits
+
+    calls = []
+    real = limits.validate
+    monkeypatch.setattr(limits, "validate", lambda *args: calls.append(1) or real(*args))
+    limits._validate.cache_clear()
+    for name in ["A", "B", "C"]:
+        api.post(f"query {name} {{ me {{ id phone }} }}")
+    assert len(calls) == 1
+
+
+def test_no_field_suggestions_without_graphiql(api, settings):
+    settings.GRAPHIQL = False
+    message = api.post("{ mee { id } }")["errors"][0]["message"]
+    assert message == "Cannot query field 'mee' on type 'Query'."
+    settings.GRAPHIQL = True
+    assert "Did you mean 'me'?" in api.post("{ mee { phone } }")["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"null",
+        b"123",
+        b'"x"',
+        b"true",
+        b'{"query": 5}',
+        b'{"query": "{ me { id } }", "variables": "x"}',
+        b'{"query": "\xff\xfe"}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"query": "{ __typename }", "variables": {"n": ' + b"9" * 5000 + b"}}",
+        b"{not json",
+    ],
+)
+def test_malformed_bodies_are_400_with_a_graphql_error(db, body):
+    response = Client().post("/graphql/", body, content_type="application/json")
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST" and error["message"]
+
+
+def test_deeply_nested_variables_over_get_are_400(db):
+    nested = "[" * 100_000 + "]" * 100_000
+    response = Client().get("/graphql/", {"query": "{ __typename }", "variables": nested})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_a_body_too_large_is_refused_before_it_is_read(db):
+    status, _, content = asgi_request(
+        "POST",
+        "/graphql/",
+        b"{}",
+        [("content-type", "application/json"), ("content-length", "400000000")],
+    )
+    assert status == 413
+    assert json.loads(content)["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"

@@ -111,3 +111,23 @@ def test_single_page_apps_on_allowed_origins_may_call_the_api(db, settings):
         HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
     )
     assert "Access-Control-Allow-Origin" not in other
+
+
+def test_admin_sign_in_accepts_any_spelling_and_stops_password_guessing(db):
+    User.objects.create_superuser("+375291234567", "a-long-admin-password")
+    client = Client()
+    signed_in = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "+375 29 123-45-67", "password": "a-long-admin-password"},
+    )
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/admin/"
+    guesser = Client()
+    for i in range(5):
+        wrong = guesser.post("/admin/login/", {"username": "+375291234567", "password": f"{i}"})
+        assert wrong.status_code == 200 and "correct phone" in wrong.content.decode()
+    # The sixth try is refused whatever the password, and says why.
+    right = guesser.post(
+        "/admin/login/", {"username": "+375291234567", "password": "a-long-admin-password"}
+    )
+    assert "Too many failed sign-ins" in right.content.decode()
+    assert "_auth_user_id" not in guesser.session

@@ -1,6 +1,7 @@
 """Signing in with a phone number and a one-time code, through the GraphQL API."""
 
 import asyncio
+import hashlib
 import json
 import re
 from datetime import datetime, timedelta
@@ -10,9 +11,10 @@ import pytest
 from django.test import AsyncClient
 from django.utils import timezone
 
-from tests.conftest import ME, Api, at_once, concurrent, error_codes, top_error_code
-from users.hashing import token_hash
+from tests.conftest import ME, VERIFY, Api, at_once, concurrent, error_codes, top_error_code
+from users.hashing import code_hash, token_hash
 from users.models import OtpChallenge, RefreshToken, User
+from users.services import codes
 
 
 def test_send_code_normalises_the_phone_and_returns_the_simulated_code(api):
@@ -68,19 +70,23 @@ def test_an_expired_code_is_refused(api, settings):
     assert error_codes(api.verify("+375291234567", sent["debugCode"])) == ["CODE_EXPIRED"]
 
 
-def test_a_new_code_replaces_the_old_one(api):
-    first = api.send("+375291234567")["debugCode"]
-    second = api.send("+375291234567")["debugCode"]
-    if first != second:
-        assert error_codes(api.verify("+375291234567", first)) == ["INVALID_CODE"]
-    assert api.verify("+375291234567", second)["userErrors"] == []
+def test_a_new_code_replaces_the_old_one(api, monkeypatch):
+    drawn = iter([1111, 2222])
+    monkeypatch.setattr(codes.secrets, "randbelow", lambda _: next(drawn))
+    assert api.send("+375291234567")["debugCode"] == "1111"
+    assert api.send("+375291234567")["debugCode"] == "2222"
+    assert error_codes(api.verify("+375291234567", "1111")) == ["INVALID_CODE"]
+    assert api.verify("+375291234567", "2222")["userErrors"] == []
     assert OtpChallenge.objects.count() == 0
 
 
-def test_only_a_hmac_of_the_code_is_stored(api):
+def test_only_a_hmac_of_the_code_is_stored(api, settings):
     code = api.send("+375291234567")["debugCode"]
     challenge = OtpChallenge.objects.get()
-    assert code not in challenge.code_hash and len(challenge.code_hash) == 64
+    assert challenge.code_hash == code_hash("+375291234567", code)  # keyed and bound to the phone
+    assert challenge.code_hash != hashlib.sha256(code.encode()).hexdigest()
+    settings.SECRET_KEY = "another-secret-key-0123456789abcdef0123456789"
+    assert challenge.code_hash != code_hash("+375291234567", code)
 
 
 def test_send_code_answers_alike_for_known_and_unknown_phones(api):
@@ -161,20 +167,21 @@ def test_codes_are_four_ascii_digits(api, code):
     assert result["userErrors"][0]["field"] == "code"
 
 
+REVOKE = (
+    """mutation($t: String!) { revokeToken(refreshToken: $t) { revoked userErrors { code } } }"""
+)
 REFRESH = """mutation($t: String!) { refreshToken(refreshToken: $t) {
-    token refreshToken userErrors { code } } }"""
+    token refreshToken profile { phone } userErrors { code field } } }"""
 
 
 def test_refresh_token_rotates(api):
     signed_in = api.sign_in("+375291234567")
-    refresh = """mutation($t: String!) { refreshToken(refreshToken: $t) {
-        token refreshToken profile { phone } userErrors { code field } } }"""
-    rotated = api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]
+    rotated = api.data(REFRESH, {"t": signed_in["refreshToken"]})["refreshToken"]
     assert rotated["userErrors"] == []
     assert rotated["refreshToken"] != signed_in["refreshToken"]
     assert api.me(rotated["token"])["phone"] == "+375291234567"
     # At once, a second use is two tabs refreshing together: refused, nothing more.
-    raced = api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]
+    raced = api.data(REFRESH, {"t": signed_in["refreshToken"]})["refreshToken"]
     assert error_codes(raced) == ["INVALID_TOKEN"] and raced["token"] is None
     assert RefreshToken.objects.filter(
         token_hash=token_hash(rotated["refreshToken"]), revoked_at=None
@@ -183,47 +190,34 @@ def test_refresh_token_rotates(api):
     RefreshToken.objects.filter(token_hash=token_hash(signed_in["refreshToken"])).update(
         revoked_at=timezone.now() - timedelta(minutes=1)
     )
-    reused = api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]
+    reused = api.data(REFRESH, {"t": signed_in["refreshToken"]})["refreshToken"]
     assert error_codes(reused) == ["INVALID_TOKEN"]
-    after_reuse = api.data(refresh, {"t": rotated["refreshToken"]})["refreshToken"]
+    after_reuse = api.data(REFRESH, {"t": rotated["refreshToken"]})["refreshToken"]
     assert error_codes(after_reuse) == ["INVALID_TOKEN"]
 
 
 def test_revoked_refresh_token_no_longer_refreshes(api):
     signed_in = api.sign_in("+375291234567")
-    revoke = """mutation($t: String!) {
-        revokeToken(refreshToken: $t) { revoked userErrors { code } } }"""
-    assert api.data(revoke, {"t": signed_in["refreshToken"]})["revokeToken"] == {
+    assert api.data(REVOKE, {"t": signed_in["refreshToken"]})["revokeToken"] == {
         "revoked": True,
         "userErrors": [],
     }
-    again = api.data(revoke, {"t": signed_in["refreshToken"]})["revokeToken"]
+    again = api.data(REVOKE, {"t": signed_in["refreshToken"]})["revokeToken"]
     assert again["revoked"] is False and error_codes(again) == ["INVALID_TOKEN"]
-    refresh = (
-        """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
-    )
-    assert error_codes(api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]) == [
-        "INVALID_TOKEN"
-    ]
+    refreshed = api.data(REFRESH, {"t": signed_in["refreshToken"]})["refreshToken"]
+    assert error_codes(refreshed) == ["INVALID_TOKEN"]
 
 
 @pytest.mark.parametrize("token", ["nonsense", "a" * 300, "\x00", "0" * 64])
 def test_unknown_refresh_tokens_are_invalid_token(api, token):
-    refresh = (
-        """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
-    )
-    assert error_codes(api.data(refresh, {"t": token})["refreshToken"]) == ["INVALID_TOKEN"]
+    assert error_codes(api.data(REFRESH, {"t": token})["refreshToken"]) == ["INVALID_TOKEN"]
 
 
 def test_expired_refresh_token_is_invalid(api, settings):
     signed_in = api.sign_in("+375291234567")
     settings.REFRESH_TOKEN_EXPIRATION = 0
-    refresh = (
-        """mutation($t: String!) { refreshToken(refreshToken: $t) { token userErrors { code } } }"""
-    )
-    assert error_codes(api.data(refresh, {"t": signed_in["refreshToken"]})["refreshToken"]) == [
-        "INVALID_TOKEN"
-    ]
+    refreshed = api.data(REFRESH, {"t": signed_in["refreshToken"]})["refreshToken"]
+    assert error_codes(refreshed) == ["INVALID_TOKEN"]
 
 
 def test_access_token_carries_the_user_id_not_the_phone(api):
@@ -312,3 +306,42 @@ def test_concurrent_refreshes_with_one_token_rotate_it_once():
         results = at_once(8, lambda i, t=token: Api().data(REFRESH, {"t": t})["refreshToken"])
         assert sum(r["userErrors"] == [] for r in results) == 1
     assert RefreshToken.objects.filter(revoked_at=None).count() == 5
+
+
+def test_a_stale_tab_of_a_signed_out_device_does_not_sign_out_the_others(api):
+    laptop = api.sign_in("+375291234567")
+    phone = api.sign_in("+375291234567")
+    assert api.data(REVOKE, {"t": laptop["refreshToken"]})["revokeToken"]["revoked"] is True
+    RefreshToken.objects.filter(token_hash=token_hash(laptop["refreshToken"])).update(
+        revoked_at=timezone.now() - timedelta(minutes=5)
+    )
+    stale = api.data(REFRESH, {"t": laptop["refreshToken"]})["refreshToken"]
+    assert error_codes(stale) == ["INVALID_TOKEN"]
+    still = api.data(REFRESH, {"t": phone["refreshToken"]})["refreshToken"]
+    assert still["userErrors"] == [] and still["token"]
+
+
+def test_refresh_tokens_are_stored_only_as_hashes(api):
+    refresh_token = api.sign_in("+375291234567")["refreshToken"]
+    stored = RefreshToken.objects.get()
+    assert stored.token_hash == token_hash(refresh_token) != refresh_token
+    assert refresh_token not in json.dumps(list(RefreshToken.objects.values()), default=str)
+
+
+def test_an_access_token_without_expiry_is_refused_even_with_the_right_key(
+    api, make_user, settings
+):
+    user, _ = make_user()
+    forever = _forge({"sub": str(user.pk), "iat": 1_800_000_000}, key=settings.SECRET_KEY)
+    assert top_error_code(api.post(ME, token=forever)) == "UNAUTHENTICATED"
+
+
+def test_a_disabled_account_is_told_so_not_that_the_code_was_wrong(api, make_user):
+    user, _ = make_user(phone="+375291234567")
+    user.is_active = False
+    user.save()
+    sent = api.send("+375291234567")
+    body = api.post(VERIFY, {"phone": "+375291234567", "code": sent["debugCode"]})
+    assert top_error_code(body) == "FORBIDDEN"
+    assert "disabled" in body["errors"][0]["message"]
+    assert OtpChallenge.objects.filter(phone="+375291234567").exists()  # nothing written

@@ -1,13 +1,22 @@
 """Staff see every user: searchable by phone and invite code, with inviter and referrals."""
 
+import math
+
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db import transaction
 from django.db.models import Count
 
+from users import throttle
 from users.errors import DomainError
 from users.models import User
 from users.phones import normalize_phone
+
+LOGIN_WINDOW = 15 * 60
+LOGIN_MAX_FAILED = 5
+LOGIN_MAX_FAILED_PER_ADDRESS = 20
 
 
 class PhoneField(forms.CharField):
@@ -84,3 +93,52 @@ class UserAdmin(BaseUserAdmin):
     @admin.display(description="referrals", ordering="_referral_count")
     def referral_count(self, obj):
         return obj._referral_count
+
+
+class ThrottledLoginForm(AdminAuthenticationForm):
+    """The admin's sign-in: any spelling of the phone, and a cap on wrong passwords.
+
+    LOGIN_MAX_FAILED wrong passwords per phone, and LOGIN_MAX_FAILED_PER_ADDRESS per
+    client address, in LOGIN_WINDOW seconds; then every try is refused until the
+    window has room, the right password included.
+    """
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "throttled": "Too many failed sign-ins. Try again in %(minutes)d min.",
+    }
+
+    def clean_username(self) -> str:
+        raw = self.cleaned_data.get("username", "")
+        try:
+            return normalize_phone(raw)
+        except DomainError:
+            return raw
+
+    def _keys(self) -> list[tuple[str, int]]:
+        address = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+        return [
+            (f"login:phone:{self.cleaned_data.get('username', '')}", LOGIN_MAX_FAILED),
+            (f"login:ip:{address}", LOGIN_MAX_FAILED_PER_ADDRESS),
+        ]
+
+    def clean(self) -> dict:
+        wait = max(
+            throttle.peek(key, limit=limit, window=LOGIN_WINDOW) for key, limit in self._keys()
+        )
+        if wait:
+            raise forms.ValidationError(
+                self.error_messages["throttled"],
+                code="throttled",
+                params={"minutes": math.ceil(wait / 60)},
+            )
+        try:
+            return super().clean()
+        except forms.ValidationError:
+            with transaction.atomic():
+                for key, limit in self._keys():
+                    throttle.take(key, limit=limit, window=LOGIN_WINDOW)
+            raise
+
+
+admin.site.login_form = ThrottledLoginForm
