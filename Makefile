@@ -33,6 +33,7 @@ serve: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} $(BIN)/mypy
 	SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} \
 		$(BIN)/python manage.py collectstatic --noinput -v0
 	SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} \

@@ -2,14 +2,15 @@
 
 import os
 import sys
+from typing import cast
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
-from backend.edge import edge
+from backend.edge import ASGIApp, edge
 
-application = edge(get_asgi_application())
+application = edge(cast(ASGIApp, get_asgi_application()))
 
 
 def _leave_client_address_to_the_edge() -> None:
@@ -23,7 +24,7 @@ def _leave_client_address_to_the_edge() -> None:
     """
     uvicorn_config = sys.modules.get("uvicorn.config")
     if uvicorn_config is not None and hasattr(uvicorn_config, "ProxyHeadersMiddleware"):
-        uvicorn_config.ProxyHeadersMiddleware = lambda app, **kwargs: app
+        uvicorn_config.ProxyHeadersMiddleware = lambda app, **kwargs: app  # type: ignore[attr-defined]
 
 
 _leave_client_address_to_the_edge()

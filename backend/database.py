@@ -119,7 +119,7 @@ async def run[T](fn: Callable[..., T], /, **kwargs: Any) -> T:
         raise DatabaseTimeout(fn.__name__) from None
 
 
-def _consume(task: asyncio.Future) -> None:
+def _consume(task: "asyncio.Future[Any]") -> None:
     """The answer of work whose request gave up on it: nobody reads it, asyncio need not warn."""
     if not task.cancelled():
         task.exception()

@@ -1,9 +1,11 @@
 """Liveness, readiness and the reference client page."""
 
 import asyncio
+import logging
 import time
 import weakref
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from django.conf import settings
@@ -13,6 +15,8 @@ from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.http import require_safe
 
 from backend import database
+
+logger = logging.getLogger(__name__)
 
 CLIENT_PAGE = Path(__file__).with_name("client.html")
 READY_TIMEOUT = 2.0
@@ -46,24 +50,41 @@ def _conninfo() -> str:
     )
 
 
-async def _check() -> bool:
-    """Does the database answer `SELECT 1` within READY_TIMEOUT seconds?
+_probe_connections: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]
+] = weakref.WeakKeyDictionary()
 
-    On PostgreSQL the check opens its own connection rather than taking one from the
-    pool: a pool busy with a burst of requests is load, not a database that is down.
+
+async def _postgresql_answers() -> None:
+    """`SELECT 1` on a connection of the check's own, opened once and kept.
+
+    Not one from the pool: a pool busy with a burst of requests is load, not a
+    database that is down. Kept, so a probe costs one round trip, not a new session.
     """
+    loop = asyncio.get_running_loop()
+    conn = _probe_connections.get(loop)
+    if conn is None or conn.closed:
+        conn = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=True)
+        _probe_connections[loop] = conn
+    try:
+        await conn.execute("SELECT 1")
+    except BaseException:
+        _probe_connections.pop(loop, None)
+        await conn.close()
+        raise
+
+
+async def _check() -> bool:
+    """Does the database answer `SELECT 1` within READY_TIMEOUT seconds?"""
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            if connection.vendor != "postgresql":
+            if connection.vendor == "postgresql":
+                await _postgresql_answers()
+            else:
                 await database.run(_select_one)
-                return True
-            conn = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=True)
-            try:
-                await conn.execute("SELECT 1")
-            finally:
-                await conn.close()
-            return True
-    except (TimeoutError, OSError, DatabaseError, psycopg.Error, database.DatabaseBusy):
+        return True
+    except (TimeoutError, OSError, DatabaseError, psycopg.Error, database.DatabaseBusy) as error:
+        logger.warning("readiness: the database did not answer: %r", error)
         return False
 
 

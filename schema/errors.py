@@ -26,12 +26,12 @@ from users.services.unit import Retry
 
 logger = logging.getLogger("schema")
 
-UserErrorCode = strawberry.enum(ErrorCode, name="UserErrorCode")
+strawberry.enum(ErrorCode, name="UserErrorCode")  # the domain's codes, as the API names them
 
 
 @strawberry.type
 class UserError:
-    code: UserErrorCode
+    code: ErrorCode
     field: str | None = strawberry.field(
         description='The argument at fault, e.g. "phone", "code", "inviteCode".'
     )
@@ -55,7 +55,7 @@ def returns_user_errors[**P, T](
                 return payload_type(
                     user_errors=[
                         UserError(
-                            code=UserErrorCode(error.code),
+                            code=error.code,
                             field=error.field,
                             message=str(error.message),
                             retry_after=error.retry_after,
@@ -73,7 +73,7 @@ class ApiError(Exception):
 
     code = "BAD_USER_INPUT"
 
-    def __init__(self, message: str, code: str | None = None):
+    def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
         if code:
             self.code = code
@@ -82,14 +82,14 @@ class ApiError(Exception):
 class NotAuthenticated(ApiError):
     code = "UNAUTHENTICATED"
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("Sign in: this needs a valid access token (Authorization: Bearer).")
 
 
 class Forbidden(ApiError):
     code = "FORBIDDEN"
 
-    def __init__(self, message: str = "Staff only."):
+    def __init__(self, message: str = "Staff only.") -> None:
         super().__init__(message)
 
 

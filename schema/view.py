@@ -6,7 +6,7 @@ invalid UTF-8, nested past what the parser allows, a number too long to read) is
 """
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from cross_web import HTTPException
 from django.conf import settings
@@ -29,14 +29,16 @@ def error_response(status: int, message: str) -> JsonResponse:
 
 class GraphQLView(AsyncGraphQLView[Context, None]):
     @property
-    def graphql_ide(self) -> str | None:  # type: ignore[override]
+    def graphql_ide(self) -> Literal["graphiql"] | None:
         return "graphiql" if settings.GRAPHIQL else None
 
     @graphql_ide.setter
-    def graphql_ide(self, value: str | None) -> None:
+    def graphql_ide(self, value: object) -> None:
         """Set by as_view(); GRAPHIQL decides."""
 
-    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    async def dispatch(  # type: ignore[override]
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
         async with database.request_scope():
             try:
                 return await self.run(request=request)
@@ -52,5 +54,5 @@ class GraphQLView(AsyncGraphQLView[Context, None]):
             raise HTTPException(400, "The request must be a JSON object.")
         return value
 
-    async def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:  # type: ignore[override]
+    async def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:
         return Context.for_request(request, response)

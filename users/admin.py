@@ -1,13 +1,15 @@
 """Staff see every user: searchable by phone and invite code, with inviter and referrals."""
 
 import math
+from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
 
 from users import throttle
 from users.errors import DomainError
@@ -22,7 +24,7 @@ LOGIN_MAX_FAILED_PER_ADDRESS = 20
 class PhoneField(forms.CharField):
     """Accepts any spelling of a number and stores its E.164 form."""
 
-    def clean(self, value):
+    def clean(self, value: Any) -> str:
         value = super().clean(value)
         try:
             return normalize_phone(value)
@@ -30,22 +32,22 @@ class PhoneField(forms.CharField):
             raise forms.ValidationError(error.message) from None
 
 
-class UserCreationForm(forms.ModelForm):
+class UserCreationForm(forms.ModelForm[User]):
     phone = PhoneField(help_text="International format, e.g. +375291234567.")
 
     class Meta:
         model = User
         fields = ["phone"]
 
-    def save(self, commit=True):
+    def save(self, commit: bool = True) -> User:
         return User.objects.create_user(self.cleaned_data["phone"])
 
-    def save_m2m(self):
+    def save_m2m(self) -> None:
         pass
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(BaseUserAdmin[User]):
     add_form = UserCreationForm
     add_fieldsets = ((None, {"fields": ["phone"]}),)
     list_display = [
@@ -80,19 +82,22 @@ class UserAdmin(BaseUserAdmin):
     )
     filter_horizontal = ["groups", "user_permissions"]
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).annotate(_referral_count=Count("referrals"))
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: User | None = None
+    ) -> list[str] | tuple[str, ...]:
         return self.readonly_fields if obj else []
 
     @admin.display(description="invited by", ordering="invited_by__phone")
-    def inviter(self, obj):
+    def inviter(self, obj: User) -> str | None:
         return obj.invited_by.phone if obj.invited_by else None
 
     @admin.display(description="referrals", ordering="_referral_count")
-    def referral_count(self, obj):
-        return obj._referral_count
+    def referral_count(self, obj: User) -> int:
+        count: int = getattr(obj, "_referral_count", 0)
+        return count
 
 
 class ThrottledLoginForm(AdminAuthenticationForm):
@@ -109,7 +114,7 @@ class ThrottledLoginForm(AdminAuthenticationForm):
     }
 
     def clean_username(self) -> str:
-        raw = self.cleaned_data.get("username", "")
+        raw: str = self.cleaned_data.get("username", "")
         try:
             return normalize_phone(raw)
         except DomainError:
@@ -122,7 +127,7 @@ class ThrottledLoginForm(AdminAuthenticationForm):
             (f"login:ip:{address}", LOGIN_MAX_FAILED_PER_ADDRESS),
         ]
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         wait = max(
             throttle.peek(key, limit=limit, window=LOGIN_WINDOW) for key, limit in self._keys()
         )

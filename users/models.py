@@ -1,9 +1,10 @@
 """Users, their invite codes, one-time codes, refresh tokens and the counters behind the limits."""
 
 import secrets
+from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -13,14 +14,25 @@ INVITE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 INVITE_LENGTH = 6
 
 
+def sql_names(model: type[models.Model], *fields: str) -> tuple[str, ...]:
+    """The quoted table name, then the quoted column of each field, for raw SQL."""
+    quote = connection.ops.quote_name
+    columns = []
+    for name in fields:
+        field = model._meta.get_field(name)
+        assert isinstance(field, models.Field) and field.column
+        columns.append(quote(field.column))
+    return (quote(model._meta.db_table), *columns)
+
+
 def new_invite_code() -> str:
     return "".join(secrets.choice(INVITE_ALPHABET) for _ in range(INVITE_LENGTH))
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
-    def create_user(self, phone, password=None, **fields):
+    def create_user(self, phone: str, password: str | None = None, **fields: Any) -> "User":
         """Create a user with a fresh invite code, drawing again on a collision.
 
         The unique constraint on invite_code decides; the savepoint keeps an outer
@@ -39,7 +51,7 @@ class UserManager(BaseUserManager):
                     raise
         raise IntegrityError("could not draw a free invite code")
 
-    def create_superuser(self, phone, password=None, **fields):
+    def create_superuser(self, phone: str, password: str | None = None, **fields: Any) -> "User":
         fields.update(is_staff=True, is_superuser=True)
         return self.create_user(phone, password, **fields)
 
@@ -67,10 +79,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField("active", default=True)
     date_joined = models.DateTimeField("date joined", default=timezone.now)
 
-    objects = UserManager()
+    objects: ClassVar[UserManager] = UserManager()
 
     USERNAME_FIELD = "phone"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
         constraints = [
@@ -98,7 +110,7 @@ class User(AbstractBaseUser, PermissionsMixin):
             models.Index(fields=["-date_joined", "-id"], name="user_newest_idx"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.phone
 
 
@@ -118,7 +130,7 @@ class OtpChallenge(models.Model):
     class Meta:
         indexes = [models.Index(fields=["expires_at"], name="otp_expires_idx")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"code for {self.phone}"
 
 
@@ -133,7 +145,7 @@ class RateLimit(models.Model):
     hits = models.JSONField(default=list)
     expires_at = models.DateTimeField(db_index=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.key
 
 
@@ -157,5 +169,5 @@ class RefreshToken(models.Model):
             )
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"refresh token of user {self.user_id}"

@@ -7,6 +7,7 @@ it: `simulated` (the default), `console`, or the dotted path of a provider's cla
 import asyncio
 import logging
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -40,13 +41,13 @@ BACKENDS = {"simulated": SimulatedSms, "console": ConsoleSms}
 
 
 @cache
-def _backend_for(name: str):
+def _backend_for(name: str) -> Any:
     return (BACKENDS.get(name) or import_string(name))()
 
 
-def get_backend():
+def get_backend() -> Any:
     return _backend_for(settings.SMS_BACKEND)
 
 
-def returns_code(backend) -> bool:
+def returns_code(backend: object) -> bool:
     return getattr(backend, "returns_code", False)

@@ -7,14 +7,17 @@ Use it inside the transaction that does the limited work, so a refused or failed
 request records nothing.
 """
 
+import json
 import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from django.db import connection
+from django.db.models import JSONField
 
-from users.models import RateLimit
+from users.models import RateLimit, sql_names
 
 
 @dataclass
@@ -44,11 +47,7 @@ class Window:
 def _lock_row_sql() -> str:
     """One statement creates the row if need be and locks it: an upsert that touches the
     row takes its lock on PostgreSQL (and SQLite locks the whole database for writes)."""
-    quote = connection.ops.quote_name
-    table = quote(RateLimit._meta.db_table)
-    key, hits, expires_at = (
-        quote(RateLimit._meta.get_field(name).column) for name in ("key", "hits", "expires_at")
-    )
+    table, key, hits, expires_at = sql_names(RateLimit, "key", "hits", "expires_at")
     return (
         f"INSERT INTO {table} ({key}, {hits}, {expires_at}) VALUES (%s, %s, %s) "
         f"ON CONFLICT ({key}) DO UPDATE SET {key} = excluded.{key} RETURNING id, {hits}"
@@ -58,7 +57,7 @@ def _lock_row_sql() -> str:
 def lock(key: str, *, window: int) -> Window:
     """Lock `key`'s row (creating it) and return its events inside the window."""
     now = time.time()
-    hits_field = RateLimit._meta.get_field("hits")
+    hits_field = cast(JSONField[list[float]], RateLimit._meta.get_field("hits"))
     with connection.cursor() as cursor:
         cursor.execute(
             _lock_row_sql(),
@@ -69,7 +68,8 @@ def lock(key: str, *, window: int) -> Window:
             ],
         )
         row_id, raw_hits = cursor.fetchone()
-    hits = hits_field.from_db_value(raw_hits, None, connection)
+    # On SQLite the JSON comes back as text; psycopg has already decoded it.
+    hits: list[float] = json.loads(raw_hits) if isinstance(raw_hits, str) else raw_hits
     return Window(row_id, window, now, [t for t in hits if t > now - window])
 
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from users import throttle
 from users.errors import DomainError, ErrorCode, Forbidden
-from users.models import INVITE_ALPHABET, INVITE_LENGTH, User
+from users.models import INVITE_ALPHABET, INVITE_LENGTH, User, sql_names
 from users.services.unit import Retry, use_case
 
 HOUR = 3600
@@ -65,10 +65,7 @@ def owner_for_new_user(*, phone: str, invite_code: str | None) -> User | None:
 
 def _root_of(user_id: int) -> int | None:
     """The top of `user_id`'s referral tree, in one query whatever its depth."""
-    quote = connection.ops.quote_name
-    table = quote(User._meta.db_table)
-    pk = quote(User._meta.pk.column)
-    inviter = quote(User._meta.get_field("invited_by").column)
+    table, pk, inviter = sql_names(User, "id", "invited_by")
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -89,7 +86,7 @@ def _root_of(user_id: int) -> int | None:
 
 def _already_activated(user: User, code: str | None) -> User:
     """The same code again changes nothing; any other is refused."""
-    if user.invited_by_id is not None and user.invited_by.invite_code == code:
+    if user.invited_by is not None and user.invited_by.invite_code == code:
         return user
     raise DomainError(
         ErrorCode.INVITE_ALREADY_ACTIVATED,

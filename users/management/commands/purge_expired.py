@@ -9,6 +9,6 @@ class Command(BaseCommand):
         "and expired refresh tokens."
     )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: object, **options: object) -> None:
         deleted = purge_expired()
         self.stdout.write(", ".join(f"{name}: {count}" for name, count in deleted.items()))
