@@ -5,7 +5,6 @@ import logging
 import time
 import weakref
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from django.conf import settings
@@ -50,28 +49,14 @@ def _conninfo() -> str:
     )
 
 
-_probe_connections: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]
-] = weakref.WeakKeyDictionary()
-
-
 async def _postgresql_answers() -> None:
-    """`SELECT 1` on a connection of the check's own, opened once and kept.
-
-    Not one from the pool: a pool busy with a burst of requests is load, not a
-    database that is down. Kept, so a probe costs one round trip, not a new session.
-    """
-    loop = asyncio.get_running_loop()
-    conn = _probe_connections.get(loop)
-    if conn is None or conn.closed:
-        conn = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=True)
-        _probe_connections[loop] = conn
+    """`SELECT 1` on a connection of the check's own, not one from the pool: a pool
+    busy with a burst of requests is load, not a database that is down."""
+    conn = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=True)
     try:
         await conn.execute("SELECT 1")
-    except BaseException:
-        _probe_connections.pop(loop, None)
+    finally:
         await conn.close()
-        raise
 
 
 async def _check() -> bool:

@@ -81,6 +81,16 @@ def top_error_code(body):
     return body["errors"][0]["extensions"]["code"]
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """Create and drop the test database without the server-side statement timeout:
+    a DROP DATABASE waits for a checkpoint, which on a busy machine takes longer.
+    Servers the tests start keep every timeout."""
+    from django.conf import settings
+
+    settings.DATABASES["default"].get("OPTIONS", {}).pop("options", None)
+
+
 @pytest.fixture(autouse=True)
 def fast_sms(settings):
     settings.SMS_SIMULATED_DELAY = 0
