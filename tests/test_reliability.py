@@ -54,6 +54,8 @@ def unavailable_or_data(response: Response) -> str | None:
     if response.status != 200 or not response.is_json:
         return None
     answer = response.json()
+    if not isinstance(answer, dict):
+        return None
     errors = answer.get("errors") or []
     if not errors and answer.get("data"):
         return "data"
@@ -74,8 +76,11 @@ POOL_SIZE = 4
 
 
 class ConnectionSampler:
-    """Counts, every 0.1 s from a thread, the server's connections to the test database:
-    client backends on it that are neither the sampler's nor the test process's own."""
+    """Counts, every 0.1 s from a thread, the server's connections to the test database.
+
+    Made before the server starts: the connections open then (this process's own, and
+    any an earlier test left) are not the server's and are not counted.
+    """
 
     def __init__(self):
         db = connection.settings_dict
@@ -88,9 +93,13 @@ class ConnectionSampler:
             "autocommit": True,
             "application_name": "reliability-sampler",
         }
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            self.own_pids = [cursor.fetchone()[0]]
+        with psycopg.connect(**self.params) as conn:
+            self.before = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                )
+            ]
         self.counts: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -100,7 +109,7 @@ class ConnectionSampler:
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND backend_type = 'client backend' AND application_name <> 'reliability-sampler'"
             " AND pid <> ALL(%s)",
-            [self.own_pids],
+            [self.before],
         ).fetchone()[0]
 
     def _run(self):
@@ -157,7 +166,7 @@ def test_a_burst_from_one_user_is_load_not_an_outage():
     """300 concurrent double-`me` queries on a pool of 4: refusals, never a broken worker."""
     problems, figures = [], {"requests": BURST_SIZE, "pool_size": POOL_SIZE}
     env = {**FAST_SIGN_IN, "DATABASE_POOL_SIZE": str(POOL_SIZE)}
-    with start_server(env) as server, ConnectionSampler() as sampler:
+    with ConnectionSampler() as sampler, start_server(env) as server:
 
         async def burst():
             token = await sign_in(server.url, new_phone())
@@ -397,12 +406,14 @@ def test_a_huge_announced_body_is_refused_before_it_is_read(api_server):
             response.elapsed = time.monotonic() - started
             return response
         except TimeoutError:
-            return None
+            return "no answer within 2 s: the server waits for the body"
+        except ConnectionError as error:
+            return f"the connection ended without an answer: {error!r}"
         finally:
             writer.close()
 
     response = asyncio.run(scenario())
-    assert response is not None, "no answer within 2 s: the server waits for the body"
+    assert isinstance(response, Response), response
     report("413", {"seconds": round(response.elapsed, 3)})
     problem = shape_problem(response, 413, "PAYLOAD_TOO_LARGE")
     assert problem is None, problem
