@@ -1,0 +1,512 @@
+"""Real servers for the tests that need one: uvicorn as operators run it, a throwaway
+PostgreSQL cluster to freeze, and a small asyncio HTTP/1.1 client that can send a few
+hundred requests at once or exactly the bytes a test wants.
+
+Everything listens on 127.0.0.1 on a port the OS picks and is stopped by the context
+manager that started it, whatever the test did.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Sign-ins as fast as the service allows: no delivery wait, no cooldown, no address limit.
+FAST_SIGN_IN = {
+    "SMS_SIMULATED_DELAY": "0",
+    "OTP_RESEND_COOLDOWN": "0",
+    "OTP_MAX_SENDS_PER_PHONE": "1000",
+    "OTP_MAX_SENDS_PER_IP": "1000",
+}
+
+
+def served(test):
+    """Mark a test that runs a server against the test database: PostgreSQL only.
+
+    The server is another process, so the test's data must be committed
+    (a transactional test) and the database must take connections from outside.
+    """
+    test = pytest.mark.django_db(transaction=True)(test)
+    return pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="a served test runs uvicorn against the PostgreSQL test database: set DATABASE_URL",
+    )(test)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def this_database_url() -> str:
+    """The URL of the database this test process uses (pytest-django's test database)."""
+    db = connection.settings_dict
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}{port}/{db['NAME']}"
+
+
+# ---------------------------------------------------------------------------------------
+# uvicorn
+
+
+def server_command(port: int, workers: int, *, proxy_headers: bool = False) -> list[str]:
+    """How the service is launched: the one place to change it.
+
+    `proxy_headers=True` leaves out --no-proxy-headers, to prove that uvicorn's own
+    default cannot let clients pick their address (tests/test_serving.py).
+    """
+    command = [sys.executable, "-m", "uvicorn", "backend.asgi:application"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    return command if proxy_headers else [*command, "--no-proxy-headers"]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    _log: str | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> str:
+        """What the server wrote to stderr and stdout (so far, or all of it after stop)."""
+        if self._log is not None:
+            return self._log
+        return self.log_path.read_text(errors="replace")
+
+
+def server_env(env: dict) -> dict:
+    """The environment of a served process: production-like settings, then `env`."""
+    defaults = {
+        "DEBUG": "0",
+        "GRAPHIQL": "0",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "SMS_BACKEND": "simulated",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if connection.vendor == "postgresql":
+        defaults["DATABASE_URL"] = this_database_url()
+    return {**os.environ, **defaults, **env}
+
+
+@contextlib.contextmanager
+def start_server(env: dict, workers: int = 1, *, proxy_headers: bool = False, timeout=30.0):
+    """Run uvicorn with `env` on a free port until the block ends; yields a Server.
+
+    Waits until /healthz answers 200. On exit: SIGTERM, then SIGKILL to the whole
+    process group (workers included) if it has not stopped within 10 s.
+    """
+    port = free_port()
+    with tempfile.NamedTemporaryFile("w+b", prefix="uvicorn-", suffix=".log", delete=False) as f:
+        log_path = Path(f.name)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            server_command(port, workers, proxy_headers=proxy_headers),
+            cwd=PROJECT_ROOT,
+            env=server_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so workers can be killed with it
+        )
+    server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    try:
+        _wait_until_healthy(server, timeout)
+        yield server
+    finally:
+        _stop(process)
+        server._log = log_path.read_text(errors="replace")
+        log_path.unlink(missing_ok=True)
+
+
+def _wait_until_healthy(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.process.returncode}:\n{server.log}")
+        try:
+            if get(server.url, "/healthz", timeout=1).status == 200:
+                return
+        except (OSError, TimeoutError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"the server did not answer /healthz within {timeout} s:\n{server.log}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # the group: a worker left behind, if any
+    process.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------------------------
+# HTTP/1.1 client
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+    elapsed: float = 0.0
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def is_json(self) -> bool:
+        if not self.headers.get("content-type", "").startswith("application/json"):
+            return False
+        try:
+            self.json()
+        except ValueError:
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<{self.status} {self.body[:300]!r}>"
+
+
+def address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port
+
+
+async def read_response(reader: asyncio.StreamReader) -> Response:
+    """One response: status line, headers, then a body by Content-Length, chunks or EOF."""
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("closed before a response")
+    status = int(status_line.split()[1])
+    headers = {}
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while size := int((await reader.readline()).split(b";")[0], 16):
+            body += await reader.readexactly(size)
+            await reader.readline()
+        await reader.readline()
+    elif "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    else:
+        body = await reader.read()
+    return Response(status, headers, body)
+
+
+async def http(url, method="GET", path="/", body=b"", headers=None, timeout=30.0) -> Response:
+    """One request on its own connection. Raises TimeoutError after `timeout` seconds."""
+    host, port = address(url)
+    head = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
+    if body or method == "POST":
+        head.append(f"Content-Length: {len(body)}")
+    head += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    started = time.monotonic()
+
+    async def exchange():
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+            await writer.drain()
+            return await read_response(reader)
+        finally:
+            writer.close()
+
+    response = await asyncio.wait_for(exchange(), timeout)
+    response.elapsed = time.monotonic() - started
+    return response
+
+
+def get(url, path, timeout=10.0) -> Response:
+    """A GET from synchronous code."""
+    return asyncio.run(http(url, "GET", path, timeout=timeout))
+
+
+async def graphql(url, query, variables=None, *, token=None, headers=None, timeout=30.0):
+    """POST one GraphQL operation as JSON; the Response."""
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    return await http(url, "POST", "/graphql/", body, headers, timeout)
+
+
+async def graphql_data(url, query, variables=None, **kwargs) -> dict:
+    """The `data` of a GraphQL answer that must be a 200 without errors."""
+    response = await graphql(url, query, variables, **kwargs)
+    assert response.status == 200 and response.is_json, response
+    answer = response.json()
+    assert not answer.get("errors"), answer
+    return answer["data"]
+
+
+SEND = """mutation($phone: String!) { sendCode(phone: $phone) {
+  debugCode userErrors { code message } } }"""
+VERIFY = """mutation($phone: String!, $code: String!) { verifyCode(phone: $phone, code: $code) {
+  token refreshToken userErrors { code message } } }"""
+ME = "{ me { id phone referrals { totalCount } } }"
+
+
+async def send_code(url, phone, timeout=30.0) -> str:
+    sent = (await graphql_data(url, SEND, {"phone": phone}, timeout=timeout))["sendCode"]
+    assert sent["userErrors"] == [] and sent["debugCode"], sent
+    return sent["debugCode"]
+
+
+async def verify_code(url, phone, code, timeout=30.0) -> str:
+    variables = {"phone": phone, "code": code}
+    verified = (await graphql_data(url, VERIFY, variables, timeout=timeout))["verifyCode"]
+    assert verified["userErrors"] == [] and verified["token"], verified
+    return verified["token"]
+
+
+async def sign_in(url, phone, timeout=30.0) -> str:
+    """sendCode, then verifyCode with the debugCode; the access token."""
+    code = await send_code(url, phone, timeout)
+    return await verify_code(url, phone, code, timeout)
+
+
+async def sign_in_and_me(url, phone, timeout=30.0) -> dict:
+    """A whole sign-in, then `me` with its token: what a person does first."""
+    token = await sign_in(url, phone, timeout)
+    return (await graphql_data(url, ME, token=token, timeout=timeout))["me"]
+
+
+def top_error_code(response: Response) -> str | None:
+    """extensions.code of the first top-level error of a JSON answer, else None."""
+    if not response.is_json:
+        return None
+    errors = response.json().get("errors") if isinstance(response.json(), dict) else None
+    if not errors:
+        return None
+    return (errors[0].get("extensions") or {}).get("code")
+
+
+_phone_counter = iter(range(10_000_000))
+
+
+def new_phone() -> str:
+    """A valid Belarusian mobile number no other call in this process has used."""
+    return f"+37544{(os.getpid() * 7919 + next(_phone_counter)) % 10_000_000:07d}"
+
+
+# ---------------------------------------------------------------------------------------
+# A throwaway PostgreSQL cluster
+
+
+def postgres_bindir() -> Path | None:
+    """The directory of initdb and postgres, or None when they are not installed."""
+    candidates = []
+    pg_config = shutil.which("pg_config")
+    with contextlib.suppress(OSError, subprocess.CalledProcessError, TypeError):
+        found = subprocess.run(
+            [pg_config, "--bindir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        candidates.append(Path(found))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for candidate in candidates:
+        if (candidate / "initdb").is_file() and (candidate / "postgres").is_file():
+            return candidate
+    return None
+
+
+def _children(pids: set[int]) -> set[int]:
+    """Every process whose parent is in `pids`, read from /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])  # after "pid (comm) state"
+        if ppid in pids:
+            found.add(int(entry.name))
+    return found
+
+
+@dataclass
+class Cluster:
+    """A PostgreSQL cluster of this test run's own, on 127.0.0.1:port, trust auth."""
+
+    bindir: Path
+    directory: Path
+    port: int
+    database: str = "app"
+    user: str = "postgres"
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgres://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    def _family(self) -> list[int]:
+        """The postmaster and all its descendants, postmaster first."""
+        family, generation = [self.process.pid], {self.process.pid}
+        while generation := _children(generation) - set(family):
+            family += sorted(generation)
+        return family
+
+    def freeze(self) -> None:
+        """SIGSTOP to the postmaster, then to every process under it: a hung database."""
+        stopped: set[int] = set()
+        for _ in range(3):  # a child forked while we looked is caught on the next pass
+            for pid in self._family():
+                if pid not in stopped:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP)
+                    stopped.add(pid)
+
+    def thaw(self) -> None:
+        for pid in reversed(self._family()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def frozen(self):
+        self.freeze()
+        try:
+            yield
+        finally:
+            self.thaw()
+
+
+INITDB_OPTIONS = ["-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]
+# Local only, and fast: nothing in it needs to survive a crash.
+POSTGRES_OPTIONS = [
+    "--listen_addresses=127.0.0.1",
+    "--fsync=off",
+    "--synchronous_commit=off",
+    "--full_page_writes=off",
+    "--shared_buffers=16MB",
+    "--max_connections=60",
+]
+
+
+def _as_postgres() -> dict:
+    """Popen arguments that run initdb and postgres as the `postgres` user when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    account = pwd.getpwnam("postgres")
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+@contextlib.contextmanager
+def throwaway_postgres(migrate_env: dict | None = None):
+    """initdb, start, create a database and migrate it; stop and delete it all at the end.
+
+    Skips the test when the PostgreSQL server binaries are not installed, or when we
+    are root and there is no `postgres` account to run them as.
+    """
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, postgres) are not installed")
+    if os.geteuid() == 0:
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root, and there is no postgres account to run initdb as")
+    directory = Path(tempfile.mkdtemp(prefix="pg-throwaway-"))
+    if os.geteuid() == 0:
+        os.chown(directory, account.pw_uid, account.pw_gid)
+    cluster = Cluster(bindir=bindir, directory=directory, port=free_port())
+    log_path = directory / "postgres.log"
+    try:
+        subprocess.run(
+            [bindir / "initdb", "-D", directory / "data", "-U", cluster.user, *INITDB_OPTIONS],
+            capture_output=True,
+            check=True,
+            **_as_postgres(),
+        )
+        with open(log_path, "wb") as log:
+            cluster.process = subprocess.Popen(
+                [
+                    bindir / "postgres",
+                    "-D",
+                    directory / "data",
+                    "-p",
+                    str(cluster.port),
+                    f"--unix_socket_directories={directory}",
+                    *POSTGRES_OPTIONS,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **_as_postgres(),
+            )
+        _create_database(cluster, log_path)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=PROJECT_ROOT,
+            env=server_env({"DATABASE_URL": cluster.url, **(migrate_env or {})}),
+            capture_output=True,
+            check=True,
+        )
+        yield cluster
+    finally:
+        if cluster.process is not None:
+            cluster.thaw()
+            _stop_postgres(cluster.process)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _create_database(cluster: Cluster, log_path: Path) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with psycopg.connect(
+                host="127.0.0.1",
+                port=cluster.port,
+                user=cluster.user,
+                dbname="postgres",
+                autocommit=True,
+                connect_timeout=2,
+            ) as admin:
+                admin.execute(f'CREATE DATABASE "{cluster.database}"')
+            return
+        except psycopg.OperationalError:
+            if cluster.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not start:\n{log_path.read_text()}") from None
+            time.sleep(0.1)
+
+
+def _stop_postgres(process: subprocess.Popen) -> None:
+    """Fast shutdown (SIGINT), then immediate (SIGQUIT), then SIGKILL to its group."""
+    for sig, wait in ((signal.SIGINT, 10), (signal.SIGQUIT, 5)):
+        if process.poll() is not None:
+            break
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=wait)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
