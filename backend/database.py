@@ -14,6 +14,11 @@ referrals, the signed-in user) goes through `run`. It
   a hung database holds at most DATABASE_POOL_SIZE threads per worker;
 - hands the connection back to the pool when the work ends, whatever else the
   request did, instead of waiting for Django's request_finished;
+- under the ASGI application (backend/edge.py marks it `serving`), runs the work on
+  this worker's own DATABASE_POOL_SIZE database threads, never on the request's
+  thread: Django runs middleware hooks there, and a hung query must not hold up the
+  answer that says so. Called from sync code instead (Django's test client, a
+  management command), the work runs on the caller's thread, inside its transaction;
 - refuses to start work for a request that has already answered (`request_scope`).
   When one field of a query fails, graphql-core answers at once while sibling fields
   may still be running; without this their database work would start after the
@@ -23,6 +28,7 @@ referrals, the signed-in user) goes through `run`. It
 import asyncio
 import contextvars
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -51,6 +57,20 @@ class _Scope:
 
 
 _scope: contextvars.ContextVar[_Scope] = contextvars.ContextVar("database_request_scope")
+_serving: contextvars.ContextVar[bool] = contextvars.ContextVar("database_serving", default=False)
+_threads: ThreadPoolExecutor | None = None
+
+
+def serving() -> contextvars.Token[bool]:
+    """Mark this request as served by the ASGI application (see the module docstring)."""
+    return _serving.set(True)
+
+
+def _database_threads() -> ThreadPoolExecutor:
+    global _threads
+    if _threads is None:
+        _threads = ThreadPoolExecutor(settings.DATABASE_POOL_SIZE, thread_name_prefix="database")
+    return _threads
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
@@ -108,7 +128,11 @@ async def run[T](fn: Callable[..., T], /, **kwargs: Any) -> T:
             with suppress(RuntimeError):  # the loop has closed: nobody waits for the slot
                 loop.call_soon_threadsafe(slots.release)
 
-    task = asyncio.ensure_future(sync_to_async(work)())
+    if _serving.get():
+        in_thread = sync_to_async(work, thread_sensitive=False, executor=_database_threads())
+    else:
+        in_thread = sync_to_async(work)
+    task = asyncio.ensure_future(in_thread())
     deadline = settings.DATABASE_TIMEOUT + 1 if settings.DATABASE_TIMEOUT else None
     try:
         async with asyncio.timeout(deadline):

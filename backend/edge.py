@@ -20,6 +20,8 @@ from typing import Any
 
 from django.conf import settings
 
+from backend import database
+
 type Scope = MutableMapping[str, Any]
 type Message = MutableMapping[str, Any]
 type Receive = Callable[[], Awaitable[Message]]
@@ -108,6 +110,7 @@ def edge(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         scope = behind_proxy(scope)
+        database.serving()  # this task's context only: each request is its own task
         limit = settings.MAX_REQUEST_BODY
         declared = _header(scope, b"content-length")
         if declared.isdigit() and int(declared) > limit:

@@ -76,6 +76,7 @@ def server_command(port: int, workers: int, *, proxy_headers: bool = False) -> l
     """
     command = [sys.executable, "-m", "uvicorn", "backend.asgi:application"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    command += ["--loop", "uvloop", "--http", "backend.server:HttpProtocol"]
     return command if proxy_headers else [*command, "--no-proxy-headers"]
 
 
