@@ -28,8 +28,8 @@ referrals, the signed-in user) goes through `run`. It
 import asyncio
 import contextvars
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -71,6 +71,8 @@ def _database_threads() -> ThreadPoolExecutor:
     if _threads is None:
         _threads = ThreadPoolExecutor(settings.DATABASE_POOL_SIZE, thread_name_prefix="database")
     return _threads
+
+
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
