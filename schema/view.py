@@ -36,6 +36,12 @@ class GraphQLView(AsyncGraphQLView[Context, None]):
     def graphql_ide(self, value: str | None) -> None:
         """Set by as_view(); GRAPHIQL decides."""
 
+    async def render_graphql_ide(self, request: HttpRequest) -> HttpResponse:
+        """Our GraphiQL page, which loads nothing from another host (schema/graphiql.py)."""
+        from schema.graphiql import render_graphiql
+
+        return render_graphiql(request)
+
     async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         async with database.request_scope():
             try:
