@@ -16,6 +16,7 @@ from strawberry.django.views import AsyncGraphQLView
 
 from backend import database
 from schema.context import Context
+from schema.graphiql import render_graphiql
 
 ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
@@ -35,6 +36,10 @@ class GraphQLView(AsyncGraphQLView[Context, None]):
     @graphql_ide.setter
     def graphql_ide(self, value: object) -> None:
         """Set by as_view(); GRAPHIQL decides."""
+
+    async def render_graphql_ide(self, request: HttpRequest) -> HttpResponse:
+        """Our GraphiQL page, which loads nothing from another host (schema/graphiql.py)."""
+        return render_graphiql(request)
 
     async def dispatch(  # type: ignore[override]
         self, request: HttpRequest, *args: Any, **kwargs: Any
