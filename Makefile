@@ -31,7 +31,7 @@ serve: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} \
+	SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} SMS_BACKEND=$${SMS_BACKEND-simulated} \
 		$(BIN)/python -m pytest
 
 lint: $(BIN)/.installed

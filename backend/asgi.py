@@ -5,9 +5,12 @@ import sys
 
 from django.core.asgi import get_asgi_application
 
+from users.sms import check_at_start
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
 application = get_asgi_application()
+check_at_start()  # refuses SMS settings that would fail or leak codes
 
 
 def _leave_client_address_to_django() -> None:
