@@ -179,20 +179,18 @@ class TwilioSms(HttpSms):
         21408: ErrorCode.REGION_NOT_ALLOWED,  # not enabled for the number's region
     }
 
-    def __init__(self):
-        super().__init__()
+    async def send(self, phone: str, code: str, *, locale: str = "en") -> None:
+        # Settings are read at each send, so a cached backend follows them (tests change them).
         account = settings.TWILIO_ACCOUNT_SID
         api = settings.TWILIO_API_URL.rstrip("/")
-        self._url = f"{api}/2010-04-01/Accounts/{account}/Messages.json"
-        self._auth = (account, settings.TWILIO_AUTH_TOKEN)
+        url = f"{api}/2010-04-01/Accounts/{account}/Messages.json"
         if settings.TWILIO_MESSAGING_SERVICE_SID:
-            self._sender = {"MessagingServiceSid": settings.TWILIO_MESSAGING_SERVICE_SID}
+            sender = {"MessagingServiceSid": settings.TWILIO_MESSAGING_SERVICE_SID}
         else:
-            self._sender = {"From": settings.TWILIO_FROM}
-
-    async def send(self, phone: str, code: str, *, locale: str = "en") -> None:
-        form = {"To": phone, "Body": message_text(code, locale), **self._sender}
-        response = await self._post(phone, self._url, data=form, auth=self._auth)
+            sender = {"From": settings.TWILIO_FROM}
+        form = {"To": phone, "Body": message_text(code, locale), **sender}
+        auth = (account, settings.TWILIO_AUTH_TOKEN)
+        response = await self._post(phone, url, data=form, auth=auth)
         if response.is_success:
             return
         try:
@@ -202,7 +200,7 @@ class TwilioSms(HttpSms):
         reason = f"HTTP {response.status_code}, Twilio error {error}"
         if error in self.ERRORS:
             raise self._failed(phone, self.ERRORS[error], reason, level=logging.INFO)
-        # Anything else is the service's problem (credentials, sender, balance), not the person's.
+        # Anything else: mostly the service's own problem (credentials, sender, balance).
         raise self._failed(phone, ErrorCode.DELIVERY_FAILED, reason, level=logging.ERROR)
 
 
@@ -216,11 +214,6 @@ class WebhookSms(HttpSms):
 
     name = "webhook"
 
-    def __init__(self):
-        super().__init__()
-        self._url = settings.SMS_WEBHOOK_URL
-        self._signer = Webhook(settings.SMS_WEBHOOK_SECRET)
-
     async def send(self, phone: str, code: str, *, locale: str = "en") -> None:
         payload = {"phone": phone, "code": code, "message": message_text(code, locale)}
         body = json.dumps({**payload, "locale": locale}, ensure_ascii=False)
@@ -230,9 +223,10 @@ class WebhookSms(HttpSms):
             "content-type": "application/json",
             "webhook-id": message_id,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": self._signer.sign(message_id, now, body),
+            "webhook-signature": Webhook(settings.SMS_WEBHOOK_SECRET).sign(message_id, now, body),
         }
-        response = await self._post(phone, self._url, content=body.encode(), headers=headers)
+        url = settings.SMS_WEBHOOK_URL
+        response = await self._post(phone, url, content=body.encode(), headers=headers)
         if not response.is_success:
             reason = f"HTTP {response.status_code}"
             raise self._failed(phone, ErrorCode.DELIVERY_FAILED, reason, level=logging.ERROR)
