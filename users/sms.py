@@ -90,8 +90,8 @@ class HttpSms:
     the request is sent, the try may run to the deadline, because the provider may
     already be texting the person and a retry would text them twice.
 
-    Logs name the phone by its last two digits only, and never a secret, the URL or
-    the code.
+    Its log lines name the phone by its last two digits only, and never a secret, the URL
+    or the code.
     """
 
     name = "http"
@@ -104,8 +104,8 @@ class HttpSms:
         """One pooled client per event loop, made inside it (an ASGI worker has one loop)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            # httpx is imported with the first real provider only (it costs some 40 ms and
-            # 2 MB of every worker's start-up otherwise, see NOTES-sms.md).
+            # Imported by the real providers only: httpx and its client add some 80 ms
+            # and 4 MB to a worker (measured in NOTES-sms.md), for nothing when simulated.
             import httpx
 
             self._client, self._loop = httpx.AsyncClient(), loop
@@ -242,6 +242,8 @@ BACKENDS = {
 
 def backend_class(name: str):
     """The class SMS_BACKEND names. ImportError for a dotted path that does not import."""
+    if not name:
+        raise ImproperlyConfigured("SMS_BACKEND is not set (see `manage.py check`)")
     return BACKENDS.get(name) or import_string(name)
 
 
