@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
+# The tests' own secret key and the simulated SMS backend, unless the caller sets them.
+TEST_ENV = SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} \
+	SMS_BACKEND=$${SMS_BACKEND-simulated}
 
 .PHONY: run serve test lint format bench schema purge
 
@@ -33,10 +36,9 @@ serve: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} $(BIN)/mypy
-	SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} \
-		$(BIN)/python manage.py collectstatic --noinput -v0
-	SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} \
+	$(TEST_ENV) $(BIN)/mypy
+	$(TEST_ENV) $(BIN)/python manage.py collectstatic --noinput -v0
+	$(TEST_ENV) \
 		$(BIN)/python -m pytest
 
 lint: $(BIN)/.installed

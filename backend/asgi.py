@@ -8,9 +8,12 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
-from backend.edge import ASGIApp, edge
+from backend.edge import ASGIApp, edge  # noqa: E402 (needs the settings module)
 
 application = edge(cast(ASGIApp, get_asgi_application()))
+from users.sms import check_at_start  # noqa: E402 (needs Django set up)
+
+check_at_start()  # refuses SMS settings that would fail or leak codes
 
 
 def _leave_client_address_to_the_edge() -> None:

@@ -222,8 +222,20 @@ LOGGING = {
 }
 
 # One-time codes and their limits (see README "Security").
-SMS_BACKEND = os.environ.get("SMS_BACKEND", "simulated").strip() or "simulated"
+# SMS delivery (users/sms.py). With DEBUG off SMS_BACKEND has no default: users/checks.py
+# refuses to start until an operator chooses, so codes never reach callers by accident.
+SMS_BACKEND = os.environ.get("SMS_BACKEND", "").strip() or ("simulated" if DEBUG else "")
 SMS_SIMULATED_DELAY = env_float("SMS_SIMULATED_DELAY", 1.0)
+SMS_TIMEOUT = env_float("SMS_TIMEOUT", 5.0)
+SMS_TEMPLATE = os.environ.get("SMS_TEMPLATE", "")
+SMS_WEBOTP_DOMAIN = os.environ.get("SMS_WEBOTP_DOMAIN", "").strip()
+TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "").strip()
+TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "").strip()
+TWILIO_MESSAGING_SERVICE_SID = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", "").strip()
+TWILIO_FROM = os.environ.get("TWILIO_FROM", "").strip()
+TWILIO_API_URL = os.environ.get("TWILIO_API_URL", "").strip() or "https://api.twilio.com"
+SMS_WEBHOOK_URL = os.environ.get("SMS_WEBHOOK_URL", "").strip()
+SMS_WEBHOOK_SECRET = os.environ.get("SMS_WEBHOOK_SECRET", "").strip()
 OTP_TTL = env_int("OTP_TTL", 300)
 OTP_MAX_ATTEMPTS = env_int("OTP_MAX_ATTEMPTS", 5)
 OTP_MAX_FAILED_PER_PHONE = env_int("OTP_MAX_FAILED_PER_PHONE", 20)
