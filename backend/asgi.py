@@ -8,7 +8,7 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
-from backend.edge import ASGIApp, edge  # noqa: E402 (needs the settings module)
+from backend.edge import ASGIApp, edge
 
 application = edge(cast(ASGIApp, get_asgi_application()))
 from users.sms import check_at_start  # noqa: E402 (needs Django set up)
