@@ -1,6 +1,6 @@
 // Every GraphQL operation the reference client sends, each named and self-contained,
 // so that each pastes into GraphiQL as it stands and graphql-codegen reads this file
-// as its documents (codegen.yml). `gql` only marks the documents for tools.
+// as its documents (codegen.ts). `gql` only marks the documents for tools.
 
 const gql = String.raw;
 
