@@ -4,12 +4,13 @@ import asyncio
 import logging
 import time
 import weakref
-from pathlib import Path
 
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.http import require_safe
 
@@ -17,7 +18,6 @@ from backend import database
 
 logger = logging.getLogger(__name__)
 
-CLIENT_PAGE = Path(__file__).with_name("client.html")
 READY_TIMEOUT = 2.0
 READY_CACHE_SECONDS = 1.0
 
@@ -99,5 +99,22 @@ async def readyz(request: HttpRequest) -> HttpResponse:
 @xframe_options_deny
 @require_safe
 async def client(request: HttpRequest) -> HttpResponse:
-    """The reference single-page client."""
-    return HttpResponse(CLIENT_PAGE.read_bytes(), content_type="text/html; charset=utf-8")
+    """The reference single-page client: backend/templates/client.html and its static files.
+
+    The page runs only its own script files (no inline script, nothing from elsewhere).
+    Its first language is the first of ru or en in Accept-Language, the same choice the
+    script makes from navigator.languages, so the page does not change language on load.
+    """
+    preferred = (
+        part.split(";")[0].strip().lower().split("-")[0]
+        for part in request.headers.get("Accept-Language", "").split(",")
+    )
+    lang = next((tag for tag in preferred if tag in ("ru", "en")), "en")
+    response = render(request, "client.html", {"lang": lang})
+    response["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+    patch_vary_headers(response, ["Accept-Language"])
+    return response

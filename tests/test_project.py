@@ -90,7 +90,8 @@ def test_purge_expired_keeps_what_still_counts(api, settings):
 
 def test_the_reference_client_is_served(db):
     page = Client().get("/")
-    assert page.status_code == 200 and b"sendCode" in page.content
+    assert page.status_code == 200 and b'<script type="module"' in page.content
+    assert "script-src 'self'" in page["Content-Security-Policy"]
     assert page["X-Frame-Options"] == "DENY"
     assert page["X-Content-Type-Options"] == "nosniff"
 
