@@ -194,10 +194,14 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "backend" / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "backend.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 WHITENOISE_AUTOREFRESH = False
 WHITENOISE_USE_FINDERS = False
+# Files asked for by their plain name (the client's ES modules import each other so)
+# are revalidated on every use, so a page never mixes files of two deploys; hashed
+# names stay cached for a year.
+WHITENOISE_MAX_AGE = 0
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG off behind TLS.
 if not DEBUG:
