@@ -22,13 +22,16 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 run: $(BIN)/.installed
 	DEBUG=$${DEBUG-1} DATABASE_TIMEOUT=0 $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py collectstatic --noinput -v0
-	DEBUG=$${DEBUG-1} $(BIN)/python -m uvicorn backend.asgi:application \
+	DEBUG=$${DEBUG-1} $(BIN)/python manage.py compile_catalogues
+	DEBUG=$${DEBUG-1} PHONE_DEFAULT_REGION=$${PHONE_DEFAULT_REGION-BY} \
+		$(BIN)/python -m uvicorn backend.asgi:application \
 		--host $(HOST) --port $(PORT) --loop uvloop --http backend.server:HttpProtocol --no-proxy-headers
 
 # Production-style serving: DEBUG off, several workers; needs SECRET_KEY and DATABASE_URL.
 serve: $(BIN)/.installed
 	DATABASE_TIMEOUT=0 $(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
+	$(BIN)/python manage.py compile_catalogues
 	$(BIN)/python -m uvicorn backend.asgi:application --host $(HOST) --port $(PORT) \
 		--workers $(WORKERS) --loop uvloop --http backend.server:HttpProtocol --no-proxy-headers --no-access-log
 
@@ -38,6 +41,7 @@ test: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(TEST_ENV) $(BIN)/mypy
 	$(TEST_ENV) $(BIN)/python manage.py collectstatic --noinput -v0
+	$(TEST_ENV) $(BIN)/python manage.py compile_catalogues
 	$(TEST_ENV) \
 		$(BIN)/python -m pytest
 

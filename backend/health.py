@@ -15,6 +15,7 @@ from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.http import require_safe
 
 from backend import database
+from backend.languages import preferred_language
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +106,7 @@ async def client(request: HttpRequest) -> HttpResponse:
     Its first language is the first of ru or en in Accept-Language, the same choice the
     script makes from navigator.languages, so the page does not change language on load.
     """
-    preferred = (
-        part.split(";")[0].strip().lower().split("-")[0]
-        for part in request.headers.get("Accept-Language", "").split(",")
-    )
-    lang = next((tag for tag in preferred if tag in ("ru", "en")), "en")
+    lang = preferred_language(request.headers.get("Accept-Language", ""))
     response = render(request, "client.html", {"lang": lang})
     response["Content-Security-Policy"] = (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

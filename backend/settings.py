@@ -179,7 +179,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# Russian and English (SPEC "Languages"): userErrors.message, the SMS text and the
+# reference client follow Accept-Language (backend/languages.py). The catalogues are
+# in locale/ and compiled by `make run`, `make serve` and `make test`.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -241,12 +246,19 @@ TWILIO_FROM = os.environ.get("TWILIO_FROM", "").strip()
 TWILIO_API_URL = os.environ.get("TWILIO_API_URL", "").strip() or "https://api.twilio.com"
 SMS_WEBHOOK_URL = os.environ.get("SMS_WEBHOOK_URL", "").strip()
 SMS_WEBHOOK_SECRET = os.environ.get("SMS_WEBHOOK_SECRET", "").strip()
+# SMS pumping: codes go only to numbers of these countries (ISO codes; empty: all).
+SMS_ALLOWED_REGIONS = sorted({region.upper() for region in env_list("SMS_ALLOWED_REGIONS")})
+if unknown := set(SMS_ALLOWED_REGIONS) - phonenumbers.SUPPORTED_REGIONS:
+    raise ImproperlyConfigured(
+        f"SMS_ALLOWED_REGIONS: {', '.join(sorted(unknown))} is not an ISO country code"
+    )
 OTP_TTL = env_int("OTP_TTL", 300)
 OTP_MAX_ATTEMPTS = env_int("OTP_MAX_ATTEMPTS", 5)
 OTP_MAX_FAILED_PER_PHONE = env_int("OTP_MAX_FAILED_PER_PHONE", 20)
 OTP_RESEND_COOLDOWN = env_int("OTP_RESEND_COOLDOWN", 60)
 OTP_MAX_SENDS_PER_PHONE = env_int("OTP_MAX_SENDS_PER_PHONE", 5)
 OTP_MAX_SENDS_PER_IP = env_int("OTP_MAX_SENDS_PER_IP", 30)
+OTP_MAX_SENDS_TOTAL = env_int("OTP_MAX_SENDS_TOTAL", 1000)
 INVITE_MAX_FAILED_PER_HOUR = env_int("INVITE_MAX_FAILED_PER_HOUR", 10)
 OTP_TEST_NUMBERS = parse_test_numbers(os.environ.get("OTP_TEST_NUMBERS", ""))
 PHONE_DEFAULT_REGION = os.environ.get("PHONE_DEFAULT_REGION", "").strip().upper() or None

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import strawberry
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils.translation import gettext as _
 from graphql import GraphQLError
 from psycopg import OperationalError as PsycopgOperationalError
 from strawberry.extensions import SchemaExtension
@@ -83,14 +84,14 @@ class NotAuthenticated(ApiError):
     code = "UNAUTHENTICATED"
 
     def __init__(self) -> None:
-        super().__init__("Sign in: this needs a valid access token (Authorization: Bearer).")
+        super().__init__(_("Sign in: this needs a valid access token (Authorization: Bearer)."))
 
 
 class Forbidden(ApiError):
     code = "FORBIDDEN"
 
-    def __init__(self, message: str = "Staff only.") -> None:
-        super().__init__(message)
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or _("Staff only."))
 
 
 UNAVAILABLE = (OperationalError, InterfaceError, PsycopgOperationalError, DatabaseTimeout)
@@ -122,10 +123,10 @@ class ErrorPolicy(SchemaExtension):
             message, code = str(original), "FORBIDDEN"
         elif isinstance(original, BUSY):
             logger.warning("busy: %s", type(original).__name__)
-            message, code = "The service is busy, try again shortly.", "SERVICE_UNAVAILABLE"
+            message, code = _("The service is busy, try again shortly."), "SERVICE_UNAVAILABLE"
         elif isinstance(original, UNAVAILABLE):
             logger.error("database unavailable: %s", original)
-            message, code = "Service unavailable, try again shortly.", "SERVICE_UNAVAILABLE"
+            message, code = _("Service unavailable, try again shortly."), "SERVICE_UNAVAILABLE"
         else:
             logger.error("unexpected error", exc_info=original)
             message, code = "Internal server error", "INTERNAL_SERVER_ERROR"

@@ -5,6 +5,7 @@ becomes the payload's userErrors in one place (`returns_user_errors`).
 """
 
 import strawberry
+from django.utils import translation
 
 from backend import database
 from schema.context import ApiInfo
@@ -38,7 +39,9 @@ class Mutation:
     )
     @returns_user_errors(SendCodePayload)
     async def send_code(self, info: ApiInfo, phone: str) -> SendCodePayload:
-        sent = await codes.send_code(phone=phone, client_key=info.context.client_key)
+        sent = await codes.send_code(
+            phone=phone, client_key=info.context.client_key, locale=translation.get_language()
+        )
         return SendCodePayload(
             phone=sent.phone,
             expires_at=sent.expires_at,

@@ -12,9 +12,12 @@ from cross_web import HTTPException
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
+from django.utils import translation
+from django.utils.cache import patch_vary_headers
 from strawberry.django.views import AsyncGraphQLView
 
 from backend import database
+from backend.languages import preferred_language
 from schema.context import Context
 from schema.graphiql import render_graphiql
 
@@ -44,11 +47,15 @@ class GraphQLView(AsyncGraphQLView[Context, None]):
     async def dispatch(  # type: ignore[override]
         self, request: HttpRequest, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
-        async with database.request_scope():
-            try:
-                return await self.run(request=request)
-            except HTTPException as error:
-                return error_response(error.status_code, error.reason)
+        language = preferred_language(request.headers.get("Accept-Language", ""))
+        with translation.override(language):
+            async with database.request_scope():
+                try:
+                    response = await self.run(request=request)
+                except HTTPException as error:
+                    response = error_response(error.status_code, error.reason)
+        patch_vary_headers(response, ["Accept-Language"])
+        return response
 
     def decode_json(self, data: str | bytes) -> object:
         try:

@@ -149,6 +149,29 @@ class RateLimit(models.Model):
         return self.key
 
 
+class SendTotal(models.Model):
+    """Codes sent by the whole service in one clock hour, spread over SHARDS rows.
+
+    OTP_MAX_SENDS_TOTAL is split evenly between the shards and each send takes room
+    in one of them, so concurrent sends lock different rows instead of queueing on
+    one; the sum can never pass the cap (users/services/codes.py).
+    """
+
+    SHARDS = 16
+
+    hour = models.BigIntegerField()  # epoch seconds at the start of the hour
+    shard = models.PositiveSmallIntegerField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "shard"], name="send_total_hour_shard")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.count} codes in shard {self.shard} of the hour {self.hour}"
+
+
 class RefreshToken(models.Model):
     """A refresh token, stored as its SHA-256: the table holds nothing that signs anyone in.
 

@@ -5,6 +5,7 @@ import re
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from users.errors import DomainError, ErrorCode
 
@@ -14,11 +15,11 @@ MAX_PHONE_INPUT = 32
 PHONE_CHARACTERS = re.compile(r"\+?[0-9 ().\-]*[0-9][0-9 ().\-]*")
 
 
-def normalize_phone(raw: str, *, allow_test_numbers: bool = True) -> str:
+def normalize_phone(raw: str) -> str:
     """Return the number in E.164, or raise DomainError(INVALID_PHONE)."""
     invalid = DomainError(
         ErrorCode.INVALID_PHONE,
-        "Enter a valid phone number in international format, e.g. +375291234567.",
+        _("Enter a valid phone number, e.g. +375 29 123-45-67."),
         field="phone",
     )
     if not isinstance(raw, str) or len(raw) > MAX_PHONE_INPUT:
@@ -36,7 +37,7 @@ def normalize_phone(raw: str, *, allow_test_numbers: bool = True) -> str:
     if number.extension:
         raise invalid
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if allow_test_numbers and e164 in settings.OTP_TEST_NUMBERS:
+    if e164 in settings.OTP_TEST_NUMBERS:
         return e164
     if not phonenumbers.is_valid_number(number):
         raise invalid
@@ -51,3 +52,8 @@ def validate_e164(value: str) -> None:
         raise ValidationError(error.message) from None
     if normalized != value:
         raise ValidationError(f"Enter the number in E.164: {normalized}")
+
+
+def region_of(e164: str) -> str | None:
+    """The ISO code of the number's country ("BY"), or None when libphonenumber has none."""
+    return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
+from django.utils.translation import gettext as _
 
 from users.models import User
 
@@ -42,7 +43,7 @@ class PageRequest:
     @classmethod
     def parse(cls, first: int, after: str | None) -> "PageRequest":
         if first < 0:
-            raise InvalidPageSize("`first` must not be negative.")
+            raise InvalidPageSize(_("`first` must not be negative."))
         return cls(min(first, MAX_PAGE), None if after is None else decode_cursor(after))
 
 
@@ -60,11 +61,13 @@ def encode_cursor(at: datetime, pk: int) -> str:
 
 
 def decode_cursor(cursor: str) -> Cursor:
-    invalid = InvalidCursor("This cursor is not valid; use one from a page's pageInfo.")
+    invalid = InvalidCursor(_("This cursor is not valid; use one from a page's pageInfo."))
     if len(cursor) > MAX_CURSOR:
         raise invalid
     try:
-        at, _, pk = base64.urlsafe_b64decode(cursor.encode("ascii")).decode().partition("|")
+        at, _separator, pk = (
+            base64.urlsafe_b64decode(cursor.encode("ascii")).decode().partition("|")
+        )
         return datetime.fromisoformat(at), int(pk)
     except (ValueError, UnicodeError, binascii.Error):
         raise invalid from None

@@ -1,32 +1,51 @@
 """One-time codes: issuing and delivering them (sendCode), checking them (verifyCode).
 
+A send is refused, before any counter or provider is touched, for a number outside
+SMS_ALLOWED_REGIONS; then it must fit the phone's, the client address's and the
+whole service's limits. A delivery that fails voids the code at once and gives the
+phone back its send: the person did nothing wrong. The address and the service keep
+the count, so a failing provider cannot be used to send more.
+
 Row locks are taken in one order, so transactions queue instead of deadlocking:
 the phone's rows (its send counter, its failure counter, its OtpChallenge), then
 the client address's counter, then user rows in id order (invites).
 """
 
 import hmac
+import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from backend import database
 from users import sms, throttle
 from users.errors import DomainError, ErrorCode, Forbidden
 from users.hashing import code_hash
-from users.models import OtpChallenge, User
-from users.phones import normalize_phone
+from users.models import OtpChallenge, RateLimit, User
+from users.phones import normalize_phone, region_of
 from users.services import invites, tokens
 from users.services.unit import use_case
 
+logger = logging.getLogger(__name__)
+
 HOUR = 3600
 DAY = 24 * HOUR
+# After a failed delivery the person may ask again soon, but not at once: the
+# provider is likely still failing.
+DELIVERY_RETRY_AFTER = 10
 CODE_SHAPE = re.compile(r"[0-9]{4}", re.ASCII)
 MAX_CODE_INPUT = 64
+
+
+def draw_code() -> str:
+    """Four digits from `secrets`."""
+    return f"{secrets.randbelow(10_000):04d}"
 
 
 def _send_key(phone: str) -> str:
@@ -40,7 +59,7 @@ def _failure_key(phone: str) -> str:
 def _rate_limited(wait: int) -> DomainError:
     return DomainError(
         ErrorCode.RATE_LIMITED,
-        f"Too many codes requested. Try again in {wait} s.",
+        _("Too many codes requested. Try again in {seconds} s.").format(seconds=wait),
         field="phone",
         retry_after=wait,
     )
@@ -49,7 +68,7 @@ def _rate_limited(wait: int) -> DomainError:
 def _phone_locked(wait: int, *, field: str) -> DomainError:
     return DomainError(
         ErrorCode.TOO_MANY_ATTEMPTS,
-        "Too many wrong codes for this number. Try again later.",
+        _("Too many wrong codes for this number. Try again later."),
         field=field,
         retry_after=wait,
     )
@@ -58,11 +77,26 @@ def _phone_locked(wait: int, *, field: str) -> DomainError:
 # Sending
 
 
+class ServiceCapReached(DomainError):
+    """OTP_MAX_SENDS_TOTAL codes went out this hour; `hour` is when the hour began."""
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(
+            ErrorCode.RATE_LIMITED,
+            _("Too many codes requested. Try again in {seconds} s.").format(seconds=wait),
+            field="phone",
+            retry_after=wait,
+        )
+        self.hour = int(time.time() + wait - HOUR)
+
+
 @dataclass(frozen=True)
 class IssuedCode:
     code: str
+    created_at: datetime
     expires_at: datetime
     retry_after: int
+    counted_at: float  # the phone's send counter's entry for it
 
 
 @use_case
@@ -82,7 +116,7 @@ def issue_code(*, phone: str, client_key: str | None) -> IssuedCode:
     if locked_out:
         raise _phone_locked(locked_out, field="phone")
     per_phone.add(keep=settings.OTP_MAX_SENDS_PER_PHONE)
-    code = settings.OTP_TEST_NUMBERS.get(phone) or f"{secrets.randbelow(10_000):04d}"
+    code = settings.OTP_TEST_NUMBERS.get(phone) or draw_code()
     now = timezone.now()
     expires_at = now + timedelta(seconds=settings.OTP_TTL)
     OtpChallenge.objects.bulk_create(  # one upsert: a new code replaces the old
@@ -107,7 +141,42 @@ def issue_code(*, phone: str, client_key: str | None) -> IssuedCode:
         )
         if wait:
             raise _rate_limited(wait)
-    return IssuedCode(code=code, expires_at=expires_at, retry_after=per_phone.wait(**limits))
+    # Last of all, in a random one of several rows: see users.throttle.take_total.
+    wait = throttle.take_total(limit=settings.OTP_MAX_SENDS_TOTAL)
+    if wait:
+        raise ServiceCapReached(wait)
+    return IssuedCode(
+        code=code,
+        created_at=now,
+        expires_at=expires_at,
+        retry_after=per_phone.wait(**limits),
+        counted_at=per_phone.now,
+    )
+
+
+@use_case
+def void_code(*, phone: str, issued: IssuedCode) -> int:
+    """Undo what a send did to the phone after its delivery failed; the wait to try again.
+
+    The code is deleted unless a newer send has already replaced it, and the phone's
+    send counter forgets this send, so neither its cooldown nor its hourly count grows.
+    """
+    per_phone = throttle.lock(_send_key(phone), window=HOUR)
+    per_phone.remove(issued.counted_at)
+    OtpChallenge.objects.filter(phone=phone, created_at=issued.created_at).delete()
+    return per_phone.wait(
+        limit=settings.OTP_MAX_SENDS_PER_PHONE, spacing=settings.OTP_RESEND_COOLDOWN
+    )
+
+
+@use_case
+def note_service_cap(*, hour: int) -> bool:
+    """True the first time, across all workers, that the service's cap is hit in `hour`."""
+    _, created = RateLimit.objects.get_or_create(
+        key=f"send:total:reached:{hour}",
+        defaults={"expires_at": datetime.fromtimestamp(hour + HOUR, tz=UTC)},
+    )
+    return created
 
 
 @dataclass(frozen=True)
@@ -118,18 +187,39 @@ class SentCode:
     debug_code: str | None
 
 
-async def send_code(*, phone: str, client_key: str | None) -> SentCode:
+def _check_region(phone: str) -> None:
+    if not settings.SMS_ALLOWED_REGIONS or phone in settings.OTP_TEST_NUMBERS:
+        return
+    if region_of(phone) not in settings.SMS_ALLOWED_REGIONS:
+        raise DomainError(
+            ErrorCode.REGION_NOT_ALLOWED,
+            _("Codes cannot be sent to numbers of this country."),
+            field="phone",
+        )
+
+
+async def send_code(*, phone: str, client_key: str | None, locale: str = "en") -> SentCode:
     """Issue a code for `phone` and deliver it. Answers alike for known and unknown phones.
 
     The one async use case: the database work runs off the event loop and gives its
     connection back before delivery is awaited, so a slow provider holds none.
     """
     phone = normalize_phone(phone)
-    issued = await database.run(issue_code, phone=phone, client_key=client_key)
+    _check_region(phone)
+    try:
+        issued = await database.run(issue_code, phone=phone, client_key=client_key)
+    except ServiceCapReached as refusal:
+        if await database.run(note_service_cap, hour=refusal.hour):
+            logger.warning("OTP_MAX_SENDS_TOTAL reached: no more codes until the hour ends")
+        raise
     debug_code = None
     if phone not in settings.OTP_TEST_NUMBERS:
         backend = sms.get_backend()
-        await backend.send(phone, issued.code)
+        try:
+            await backend.send(phone, issued.code, locale=locale)
+        except sms.DeliveryError as error:
+            wait = await database.run(void_code, phone=phone, issued=issued)
+            raise _not_delivered(error, wait) from None
         if sms.returns_code(backend):
             debug_code = issued.code
     return SentCode(
@@ -137,6 +227,23 @@ async def send_code(*, phone: str, client_key: str | None) -> SentCode:
         expires_at=issued.expires_at,
         retry_after=issued.retry_after,
         debug_code=debug_code,
+    )
+
+
+def _not_delivered(error: sms.DeliveryError, wait: int) -> DomainError:
+    if error.code is ErrorCode.INVALID_PHONE:
+        return DomainError(
+            error.code, _("This number cannot receive text messages."), field="phone"
+        )
+    if error.code is ErrorCode.REGION_NOT_ALLOWED:
+        return DomainError(
+            error.code, _("Codes cannot be sent to numbers of this country."), field="phone"
+        )
+    return DomainError(
+        ErrorCode.DELIVERY_FAILED,
+        _("The code could not be sent. Try again in a moment."),
+        field="phone",
+        retry_after=max(wait, DELIVERY_RETRY_AFTER),
     )
 
 
@@ -153,7 +260,7 @@ class SignIn:
 def _too_many_attempts(wait: int) -> DomainError:
     return DomainError(
         ErrorCode.TOO_MANY_ATTEMPTS,
-        "Too many wrong codes. Request a new code.",
+        _("Too many wrong codes. Request a new code."),
         field="code",
         retry_after=wait,
     )
@@ -172,7 +279,9 @@ def _live_challenge(*, phone: str, code: str) -> OtpChallenge:
         raise _phone_locked(wait, field="code")
     if challenge is None:
         raise DomainError(
-            ErrorCode.CODE_EXPIRED, "No live code for this number. Request a new one.", field="code"
+            ErrorCode.CODE_EXPIRED,
+            _("No live code for this number. Request a new one."),
+            field="code",
         )
     if challenge.attempts >= settings.OTP_MAX_ATTEMPTS:
         raise _too_many_attempts(
@@ -185,7 +294,7 @@ def _live_challenge(*, phone: str, code: str) -> OtpChallenge:
         )
     if challenge.expires_at <= timezone.now():
         raise DomainError(
-            ErrorCode.CODE_EXPIRED, "This code has expired. Request a new one.", field="code"
+            ErrorCode.CODE_EXPIRED, _("This code has expired. Request a new one."), field="code"
         )
     if not hmac.compare_digest(challenge.code_hash, code_hash(phone, code)):
         challenge.attempts += 1
@@ -193,7 +302,7 @@ def _live_challenge(*, phone: str, code: str) -> OtpChallenge:
         failures.add(keep=settings.OTP_MAX_FAILED_PER_PHONE)
         raise DomainError(
             ErrorCode.INVALID_CODE,
-            "Wrong code. Check the SMS and try again.",
+            _("Wrong code. Check the SMS and try again."),
             field="code",
             commit=True,
         )
@@ -211,7 +320,7 @@ def verify_code(*, phone: str, code: str, invite_code: str | None = None) -> Sig
     if invite_code is not None and not invite_code.strip():
         invite_code = None  # an empty field on a sign-in form means no invite
     if len(code) > MAX_CODE_INPUT or not CODE_SHAPE.fullmatch(code):
-        raise DomainError(ErrorCode.INVALID_CODE, "The code is 4 digits.", field="code")
+        raise DomainError(ErrorCode.INVALID_CODE, _("The code is 4 digits."), field="code")
     challenge = _live_challenge(phone=phone, code=code)
     user = User.objects.select_related("invited_by").filter(phone=phone).first()
     is_new_user = user is None
@@ -222,7 +331,7 @@ def verify_code(*, phone: str, code: str, invite_code: str | None = None) -> Sig
         )
     else:
         if not user.is_active:
-            raise Forbidden("This account is disabled.")
+            raise Forbidden(_("This account is disabled."))
         if invite_code is not None:
             user = invites.activate(user_id=user.pk, invite_code=invite_code)
     challenge.delete()  # single use; last, so a refused invite leaves the code live

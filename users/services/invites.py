@@ -11,6 +11,7 @@ import re
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from users import throttle
 from users.errors import DomainError, ErrorCode, Forbidden
@@ -41,7 +42,7 @@ def _owner(*, phone: str, invite_code: str) -> User:
     if wait:
         raise DomainError(
             ErrorCode.RATE_LIMITED,
-            f"Too many invite codes tried. Try again in {wait} s.",
+            _("Too many invite codes tried. Try again in {seconds} s.").format(seconds=wait),
             field="inviteCode",
             retry_after=wait,
         )
@@ -51,7 +52,7 @@ def _owner(*, phone: str, invite_code: str) -> User:
         misses.add(keep=settings.INVITE_MAX_FAILED_PER_HOUR)
         raise DomainError(
             ErrorCode.INVITE_NOT_FOUND,
-            "No user has this invite code.",
+            _("No user has this invite code."),
             field="inviteCode",
             commit=True,
         )
@@ -90,7 +91,7 @@ def _already_activated(user: User, code: str | None) -> User:
         return user
     raise DomainError(
         ErrorCode.INVITE_ALREADY_ACTIVATED,
-        "You have already activated an invite code.",
+        _("You have already activated an invite code."),
         field="inviteCode",
     )
 
@@ -103,13 +104,13 @@ def activate(*, user_id: int, invite_code: str) -> User:
     """
     user = User.objects.select_related("invited_by").filter(pk=user_id).first()
     if user is None:
-        raise Forbidden("This account no longer exists.")
+        raise Forbidden(_("This account no longer exists."))
     if user.invite_activated_at is not None:
         return _already_activated(user, normalize_invite_code(invite_code))
     owner = _owner(phone=user.phone, invite_code=invite_code)
     if owner.pk == user_id:
         raise DomainError(
-            ErrorCode.SELF_INVITE, "This is your own invite code.", field="inviteCode"
+            ErrorCode.SELF_INVITE, _("This is your own invite code."), field="inviteCode"
         )
     root_id = _root_of(owner.pk)
     locked = {
@@ -127,7 +128,7 @@ def activate(*, user_id: int, invite_code: str) -> User:
     if root_id == user_id:
         raise DomainError(
             ErrorCode.INVITE_CYCLE,
-            "This code's owner joined through your invite.",
+            _("This code's owner joined through your invite."),
             field="inviteCode",
         )
     user.invited_by = owner

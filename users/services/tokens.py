@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from users.access_tokens import issue_access_token
 from users.errors import DomainError, ErrorCode
@@ -49,7 +50,7 @@ def issue(*, user: User) -> Tokens:
 def _invalid_token(*, commit: bool = False) -> DomainError:
     return DomainError(
         ErrorCode.INVALID_TOKEN,
-        "This refresh token is unknown, expired or revoked. Sign in again.",
+        _("This refresh token is unknown, expired or revoked. Sign in again."),
         field="refreshToken",
         commit=commit,
     )
@@ -107,5 +108,5 @@ def revoke(*, refresh_token: str) -> None:
 
 def delete_expired() -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.REFRESH_TOKEN_EXPIRATION)
-    deleted, _ = RefreshToken.objects.filter(created_at__lt=cutoff).delete()
+    deleted, _by_model = RefreshToken.objects.filter(created_at__lt=cutoff).delete()
     return deleted
