@@ -141,7 +141,13 @@ if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 else:
     DATABASES = {
-        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / "db.sqlite3")}
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(BASE_DIR / "db.sqlite3"),
+            # Writers queue for the database instead of failing with "database is locked"
+            # when two sign-ins read, then write, at the same moment.
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 5},
+        }
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's psycopg pool: connections are reused across requests under ASGI.
