@@ -9,7 +9,7 @@ compare. Validation results are cached by the document with its operation names
 replaced, so renaming an operation does not make an old document new.
 """
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from functools import cache, lru_cache
 
@@ -127,23 +127,67 @@ def _validate(
     return validate(schema, document, rules)
 
 
+class _Checked:
+    """The validation errors of recently seen query texts: most requests repeat one."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.errors: OrderedDict[
+            tuple[str, tuple[type[ASTValidationRule], ...]], list[GraphQLError]
+        ] = OrderedDict()
+
+    def get(
+        self, key: tuple[str, tuple[type[ASTValidationRule], ...]]
+    ) -> list[GraphQLError] | None:
+        errors = self.errors.get(key)
+        if errors is not None:
+            self.errors.move_to_end(key)
+        return errors
+
+    def put(
+        self, key: tuple[str, tuple[type[ASTValidationRule], ...]], errors: list[GraphQLError]
+    ) -> None:
+        self.errors[key] = errors
+        if len(self.errors) > self.size:
+            self.errors.popitem(last=False)
+
+
+_checked = _Checked(256)
+
+
+def check(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    rules: tuple[type[ASTValidationRule], ...],
+    text: str | None = None,
+) -> list[GraphQLError]:
+    """The errors of `document`: the repeated-field check, then (cached) validation."""
+    key = (text, rules) if text is not None else None
+    errors = _checked.get(key) if key is not None else None
+    if errors is None:
+        error = repeated_field(document)
+        errors = [error] if error is not None else _validate(schema, _anonymised(document), rules)
+        if key is not None:
+            _checked.put(key, errors)
+    return errors
+
+
 class GraphQLLimits(SchemaExtension):
-    """Depth and aliases limits, repeated fields refused cheaply, validation cached."""
+    """Depth and aliases limits, repeated fields refused cheaply, validation cached.
+
+    Two caches: by the query text (a dictionary lookup for the documents clients
+    send again and again) and, behind it, by the document with its operation names
+    replaced (so a new name on an old document is not validated again).
+    """
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        document = context.graphql_document
-        assert document is not None
-        error = repeated_field(document)
-        if error is None:
-            rules = (
-                *context.validation_rules,
-                *_rules(
-                    settings.GRAPHQL_MAX_DEPTH, settings.GRAPHQL_MAX_ALIASES, settings.GRAPHIQL
-                ),
-            )
-            error_list = _validate(context.schema._schema, _anonymised(document), rules)
-        else:
-            error_list = [error]
-        context.pre_execution_errors = error_list
+        assert context.graphql_document is not None
+        rules = (
+            *context.validation_rules,
+            *_rules(settings.GRAPHQL_MAX_DEPTH, settings.GRAPHQL_MAX_ALIASES, settings.GRAPHIQL),
+        )
+        context.pre_execution_errors = check(
+            context.schema._schema, context.graphql_document, rules, context.query
+        )
         yield

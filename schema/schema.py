@@ -7,6 +7,7 @@ from django.conf import settings
 from strawberry.extensions import MaxTokensLimiter, ParserCache
 
 from schema.errors import ErrorPolicy
+from schema.execution import ExecutionContext
 from schema.limits import GraphQLLimits
 from schema.mutations import Mutation
 from schema.queries import Query
@@ -26,4 +27,5 @@ schema = Schema(
         GraphQLLimits,
         ErrorPolicy,
     ],
+    execution_context_class=ExecutionContext,
 )
