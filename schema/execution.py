@@ -18,6 +18,7 @@ are reported exactly as before. With schema extensions that hook into resolving
 """
 
 from collections.abc import Callable
+from contextlib import suppress
 from functools import cache
 from typing import Any
 
