@@ -80,12 +80,10 @@ class ExecutionContext(GraphQLExecutionContext):
             reader = _reader(parent_type, field_nodes[0].name.value)
             if reader is not None:
                 field_type = parent_type.fields[field_nodes[0].name.value].type
-                try:
+                # Anything unusual, an error included, is left to graphql-core's path,
+                # which reports it as it always has.
+                with suppress(Exception):
                     return self._plain(field_type, field_nodes, reader(source))
-                except _NotPlain:
-                    pass
-                except Exception:
-                    pass
         return super().execute_field(parent_type, source, field_nodes, path)
 
     def _plain(self, type_: GraphQLOutputType, field_nodes: list[FieldNode], value: Any) -> Any:
