@@ -34,24 +34,37 @@ def _retryable(error: Exception) -> bool:
     return isinstance(error, Retry) or getattr(error.__cause__, "sqlstate", None) in RETRYABLE
 
 
-def use_case[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
-    """Run `fn` in its own transaction; see the module docstring."""
+def retrying[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
+    """Run `fn` again, at most RETRIES times in all, when PostgreSQL or `fn` asks.
+
+    For a use case that is one statement (its own transaction); the rest are `use_case`.
+    """
 
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         for attempt in range(1, RETRIES + 1):
             try:
-                with transaction.atomic():
-                    try:
-                        return fn(*args, **kwargs)
-                    except DomainError as error:
-                        if not error.commit:
-                            raise
-                        refusal = error  # leaving the block commits what it recorded
-                raise refusal
+                return fn(*args, **kwargs)
             except (OperationalError, Retry) as error:
                 if attempt == RETRIES or not _retryable(error):
                     raise
         raise AssertionError("unreachable")
 
     return run
+
+
+def use_case[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
+    """Run `fn` in its own transaction, retrying; see the module docstring."""
+
+    @functools.wraps(fn)
+    def in_transaction(*args: P.args, **kwargs: P.kwargs) -> R:
+        with transaction.atomic():
+            try:
+                return fn(*args, **kwargs)
+            except DomainError as error:
+                if not error.commit:
+                    raise
+                refusal = error  # leaving the block commits what it recorded
+        raise refusal
+
+    return retrying(in_transaction)
