@@ -16,10 +16,12 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -28,7 +30,7 @@ from backend import database
 from users import sms, throttle
 from users.errors import DomainError, ErrorCode, Forbidden
 from users.hashing import code_hash
-from users.models import OtpChallenge, RateLimit, SendTotal, User
+from users.models import OtpChallenge, RateLimit, SendTotal, User, new_invite_code
 from users.phones import normalize_phone, region_of
 from users.services import invites, tokens
 from users.services.unit import retrying, use_case
@@ -315,6 +317,27 @@ def _too_many_attempts(wait: int) -> DomainError:
     )
 
 
+def _no_live_code() -> DomainError:
+    return DomainError(
+        ErrorCode.CODE_EXPIRED, _("No live code for this number. Request a new one."), field="code"
+    )
+
+
+def _expired() -> DomainError:
+    return DomainError(
+        ErrorCode.CODE_EXPIRED, _("This code has expired. Request a new one."), field="code"
+    )
+
+
+def _wrong_code(*, commit: bool) -> DomainError:
+    return DomainError(
+        ErrorCode.INVALID_CODE,
+        _("Wrong code. Check the SMS and try again."),
+        field="code",
+        commit=commit,
+    )
+
+
 def _live_challenge(*, phone: str, code: str) -> OtpChallenge:
     """Lock the phone's challenge and check `code` against it.
 
@@ -327,11 +350,7 @@ def _live_challenge(*, phone: str, code: str) -> OtpChallenge:
     if wait:
         raise _phone_locked(wait, field="code")
     if challenge is None:
-        raise DomainError(
-            ErrorCode.CODE_EXPIRED,
-            _("No live code for this number. Request a new one."),
-            field="code",
-        )
+        raise _no_live_code()
     if challenge.attempts >= settings.OTP_MAX_ATTEMPTS:
         raise _too_many_attempts(
             throttle.peek(
@@ -342,34 +361,80 @@ def _live_challenge(*, phone: str, code: str) -> OtpChallenge:
             )
         )
     if challenge.expires_at <= timezone.now():
-        raise DomainError(
-            ErrorCode.CODE_EXPIRED, _("This code has expired. Request a new one."), field="code"
-        )
+        raise _expired()
     if not hmac.compare_digest(challenge.code_hash, code_hash(phone, code)):
         challenge.attempts += 1
         challenge.save(update_fields=["attempts"])
         failures.add(keep=settings.OTP_MAX_FAILED_PER_PHONE)
-        raise DomainError(
-            ErrorCode.INVALID_CODE,
-            _("Wrong code. Check the SMS and try again."),
-            field="code",
-            commit=True,
-        )
+        raise _wrong_code(commit=True)
     return challenge
 
 
-@use_case
 def verify_code(*, phone: str, code: str, invite_code: str | None = None) -> SignIn:
     """Check the code and sign in, creating the user on the first success.
 
     With `invite_code`, the invite is activated in the same transaction; if it is
-    refused, the sign-in is not made and the code stays live.
+    refused, the sign-in is not made and the code stays live. On PostgreSQL a sign-in
+    without one is a single statement, the function `users_sign_in` (migration 0005);
+    otherwise the same rules run here, in one transaction.
     """
     phone = normalize_phone(phone)
     if invite_code is not None and not invite_code.strip():
         invite_code = None  # an empty field on a sign-in form means no invite
     if len(code) > MAX_CODE_INPUT or not CODE_SHAPE.fullmatch(code):
         raise DomainError(ErrorCode.INVALID_CODE, _("The code is 4 digits."), field="code")
+    if invite_code is None and connection.vendor == "postgresql":
+        return _sign_in_in_postgresql(phone=phone, code=code)
+    return _verify_code_in_python(phone=phone, code=code, invite_code=invite_code)
+
+
+@retrying
+def _sign_in_in_postgresql(*, phone: str, code: str) -> SignIn:
+    refresh_token, refresh_token_hash = tokens.new_refresh_token()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM users_sign_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                phone,
+                code_hash(phone, code),
+                timezone.now(),
+                settings.OTP_MAX_ATTEMPTS,
+                settings.OTP_MAX_FAILED_PER_PHONE,
+                settings.OTP_RESEND_COOLDOWN,
+                settings.OTP_MAX_SENDS_PER_PHONE,
+                [new_invite_code() for _ in range(5)],
+                make_password(None),
+                refresh_token_hash,
+            ],
+        )
+        (refusal, wait, user_id, invite_code, inviter_code, activated_at, joined, is_new) = (
+            cursor.fetchone()
+        )
+    refusals: dict[str, Callable[[], DomainError]] = {
+        "phone_locked": lambda: _phone_locked(wait, field="code"),
+        "no_code": _no_live_code,
+        "dead_code": lambda: _too_many_attempts(wait),
+        "expired": _expired,
+        "wrong_code": lambda: _wrong_code(commit=False),  # the function committed the count
+    }
+    if refusal == "disabled":
+        raise Forbidden(_("This account is disabled."))
+    if refusal is not None:
+        raise refusals[refusal]()
+    user = User(
+        pk=user_id,
+        phone=phone,
+        invite_code=invite_code,
+        invite_activated_at=activated_at,
+        date_joined=joined,
+    )
+    if inviter_code is not None:
+        user.invited_by = User(invite_code=inviter_code)  # what a profile shows of them
+    return SignIn(user=user, tokens=tokens.issued(user_id, refresh_token), is_new_user=bool(is_new))
+
+
+@use_case
+def _verify_code_in_python(*, phone: str, code: str, invite_code: str | None) -> SignIn:
     challenge = _live_challenge(phone=phone, code=code)
     user = User.objects.select_related("invited_by").filter(phone=phone).first()
     is_new_user = user is None

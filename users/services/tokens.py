@@ -37,14 +37,25 @@ class Tokens:
     refresh_token: str
 
 
-def issue(*, user: User) -> Tokens:
-    """A new access token and a new stored refresh token, in the caller's transaction."""
+def new_refresh_token() -> tuple[str, str]:
+    """A new refresh token (256 random bits) and the hash that is stored of it."""
     refresh_token = secrets.token_hex(32)
-    RefreshToken.objects.create(user=user, token_hash=token_hash(refresh_token))
-    access = issue_access_token(user.pk)
+    return refresh_token, token_hash(refresh_token)
+
+
+def issued(user_id: int, refresh_token: str) -> Tokens:
+    """The tokens of a sign-in whose refresh token has been stored."""
+    access = issue_access_token(user_id)
     return Tokens(
         token=access.token, token_expires_at=access.expires_at, refresh_token=refresh_token
     )
+
+
+def issue(*, user: User) -> Tokens:
+    """A new access token and a new stored refresh token, in the caller's transaction."""
+    refresh_token, stored = new_refresh_token()
+    RefreshToken.objects.create(user=user, token_hash=stored)
+    return issued(user.pk, refresh_token)
 
 
 def _invalid_token(*, commit: bool = False) -> DomainError:
