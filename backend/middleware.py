@@ -21,8 +21,9 @@ from whitenoise.middleware import WhiteNoiseMiddleware
 type Handler = Callable[[HttpRequest], Any]
 type AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
-# Probes call an instance by its address, not by the service's name.
-PROBES = ("/healthz", "/readyz")
+# Called on an instance by its address, not by the service's name: the probes, and
+# /metrics, which Prometheus scrapes on each instance (it needs METRICS_TOKEN).
+PROBES = ("/healthz", "/readyz", "/metrics")
 
 
 def _both(
@@ -35,7 +36,7 @@ def _both(
 
 @sync_and_async_middleware
 def allowed_hosts(get_response: Handler) -> Handler:
-    """ALLOWED_HOSTS on every route but the probes: a foreign Host is 400.
+    """ALLOWED_HOSTS on every route but the probes and /metrics: a foreign Host is 400.
 
     Django checks the Host header only when something asks for it, which the API
     never did; `get_host()` raises DisallowedHost, which Django answers 400.

@@ -9,6 +9,7 @@ from strawberry.extensions import MaxTokensLimiter, ParserCache
 from schema.errors import ErrorPolicy
 from schema.limits import GraphQLLimits
 from schema.mutations import Mutation
+from schema.observe import ObserveOperation
 from schema.queries import Query
 
 
@@ -24,6 +25,7 @@ schema = Schema(
         lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
         lambda: ParserCache(maxsize=256),
         GraphQLLimits,
+        ObserveOperation,  # before ErrorPolicy, so it sees the codes ErrorPolicy gives
         ErrorPolicy,
     ],
 )
