@@ -23,7 +23,7 @@ class ObserveOperation(SchemaExtension):
             # answered after them, with no code.
             if request is not None:
                 request.graphql = True
-                request.operation = context.provided_operation_name
+                request.operation = context.operation_name  # the one asked for, if any
                 request.outcomes.append("GRAPHQL_PARSE_FAILED")
             raise
         if request is None:
