@@ -229,8 +229,8 @@ X_FRAME_OPTIONS = "DENY"
 # (backend/edge.py), on by default with DEBUG off; uvicorn's own access log is off then.
 ACCESS_LOG = env_bool("ACCESS_LOG", not DEBUG)
 _uvicorn_loggers = {
-    "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
-    "uvicorn.error": {"level": "INFO"},
+    # Its levels stay as uvicorn's --log-level set them.
+    "uvicorn": {"handlers": ["console"], "propagate": False},
     # The access line of backend/edge.py replaces it; uvicorn's logs the query string.
     "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
 }
