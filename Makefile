@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
+# /metrics: the workers of one server add up their figures in files in this directory,
+# emptied at every start (PROMETHEUS_MULTIPROC_DIR to choose another, e.g. on a tmpfs).
+METRICS_DIR = $${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/.metrics/$(PORT)}
+FRESH_METRICS = dir=$(METRICS_DIR) && mkdir -p "$$dir" && rm -f "$$dir"/*.db && \
+	PROMETHEUS_MULTIPROC_DIR="$$dir"
 # The tests' own secret key and the simulated SMS backend, unless the caller sets them.
 TEST_ENV = SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} \
 	SMS_BACKEND=$${SMS_BACKEND-simulated}
@@ -23,17 +28,19 @@ run: $(BIN)/.installed
 	DEBUG=$${DEBUG-1} DATABASE_TIMEOUT=0 $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py collectstatic --noinput -v0
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py compile_catalogues
-	DEBUG=$${DEBUG-1} PHONE_DEFAULT_REGION=$${PHONE_DEFAULT_REGION-BY} \
-		$(BIN)/python -m uvicorn backend.asgi:application \
+	$(FRESH_METRICS) DEBUG=$${DEBUG-1} PHONE_DEFAULT_REGION=$${PHONE_DEFAULT_REGION-BY} \
+		exec $(BIN)/python -m uvicorn backend.asgi:application \
 		--host $(HOST) --port $(PORT) --loop uvloop --http backend.server:HttpProtocol --no-proxy-headers
 
 # Production-style serving: DEBUG off, several workers; needs SECRET_KEY and DATABASE_URL.
+# Logs are JSON lines, the supervisor's too (backend/uvicorn-logging.json).
 serve: $(BIN)/.installed
 	DATABASE_TIMEOUT=0 $(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py compile_catalogues
-	$(BIN)/python -m uvicorn backend.asgi:application --host $(HOST) --port $(PORT) \
-		--workers $(WORKERS) --loop uvloop --http backend.server:HttpProtocol --no-proxy-headers --no-access-log
+	$(FRESH_METRICS) exec $(BIN)/python -m uvicorn backend.asgi:application \
+		--host $(HOST) --port $(PORT) --workers $(WORKERS) --loop uvloop --http backend.server:HttpProtocol --no-proxy-headers --no-access-log \
+		--log-config backend/uvicorn-logging.json
 
 # The whole suite: lint, format check, then the tests (PostgreSQL when DATABASE_URL says so).
 test: $(BIN)/.installed

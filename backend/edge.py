@@ -10,17 +10,22 @@ same answers:
   sees that address as REMOTE_ADDR and an https request as secure.
 - MAX_REQUEST_BODY: a larger body is answered 413 from its Content-Length before any
   of it is read, or as soon as a body without one grows past it.
+- The request id: a trusted proxy's X-Request-ID, else a new random one; it is on every
+  log line of the request and sent back as X-Request-ID.
+- When the request has been answered: its access line (ACCESS_LOG, backend/logs.py)
+  and, for a GraphQL operation, its duration by operation name (backend/metrics.py).
 """
 
 import ipaddress
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import cache
 from typing import Any
 
 from django.conf import settings
 
-from backend import database
+from backend import database, logs, metrics
 
 type Scope = MutableMapping[str, Any]
 type Message = MutableMapping[str, Any]
@@ -68,10 +73,15 @@ def forwarded_client(peer: str, forwarded_for: str) -> str:
     return peer
 
 
+def from_trusted_proxy(scope: Scope) -> bool:
+    client = scope.get("client")
+    return bool(client and settings.TRUSTED_PROXIES and is_trusted_proxy(client[0]))
+
+
 def behind_proxy(scope: Scope) -> Scope:
     """The scope as the client made the request, when a trusted proxy says so."""
     client = scope.get("client")
-    if not client or not settings.TRUSTED_PROXIES or not is_trusted_proxy(client[0]):
+    if not client or not from_trusted_proxy(scope):
         return scope
     scope = dict(scope)
     scope["client"] = (forwarded_client(client[0], _header(scope, b"x-forwarded-for")), 0)
@@ -102,40 +112,89 @@ def _too_large() -> str:
     return f"The request body is larger than {settings.MAX_REQUEST_BODY} bytes."
 
 
+def request_log(scope: Scope, *, trusted: bool) -> logs.RequestLog:
+    """What the logs say of this request (scope as `behind_proxy` made it)."""
+    request_id = _header(scope, b"x-request-id").strip() if trusted else ""
+    if not logs.REQUEST_ID.fullmatch(request_id):
+        request_id = logs.new_request_id()
+    client = scope.get("client")
+    return logs.RequestLog(
+        request_id=request_id,
+        method=scope.get("method", ""),
+        path=logs.redact(scope.get("path", "")),
+        client=client[0] if client else None,
+    )
+
+
 def edge(app: ASGIApp) -> ASGIApp:
     """Wrap the Django application; see the module docstring."""
+    metrics.worker_started()
 
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
+        trusted = from_trusted_proxy(scope)
         scope = behind_proxy(scope)
-        database.serving()  # this task's context only: each request is its own task
-        limit = settings.MAX_REQUEST_BODY
-        declared = _header(scope, b"content-length")
-        if declared.isdigit() and int(declared) > limit:
-            await reject(send, 413, "PAYLOAD_TOO_LARGE", _too_large())
-            return
-        received = 0
-        refused = False
+        request = request_log(scope, trusted=trusted)
+        token = logs.begin(request)
+        started = time.perf_counter()
+        request_id = (b"x-request-id", request.request_id.encode())
 
-        async def limited_receive() -> Message:
-            nonlocal received, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    refused = True
-                    await reject(send, 413, "PAYLOAD_TOO_LARGE", _too_large())
-                    return {"type": "http.disconnect"}
-            return message
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                request.status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), request_id]}
+            await send(message)
 
-        async def guarded_send(message: Message) -> None:
-            if not refused:
-                await send(message)
-
-        await app(scope, limited_receive, guarded_send)
+        try:
+            await _serve(app, scope, receive, answer)
+        finally:
+            seconds = time.perf_counter() - started
+            if request.graphql:
+                metrics.observe_request(request.operation, seconds)
+            if settings.ACCESS_LOG:
+                logs.access(request, seconds, _logged_operation(request))
+            logs.end(token)
 
     return application
+
+
+def _logged_operation(request: logs.RequestLog) -> str | None:
+    """The operation's name as the access line shows it; None when not GraphQL."""
+    if not request.graphql:
+        return None
+    if not request.operation:
+        return "anonymous"
+    return metrics.valid_operation_name(request.operation) or "other"
+
+
+async def _serve(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """The request under the body limit (MAX_REQUEST_BODY)."""
+    database.serving()  # this task's context only: each request is its own task
+    limit = settings.MAX_REQUEST_BODY
+    declared = _header(scope, b"content-length")
+    if declared.isdigit() and int(declared) > limit:
+        await reject(send, 413, "PAYLOAD_TOO_LARGE", _too_large())
+        return
+    received = 0
+    refused = False
+
+    async def limited_receive() -> Message:
+        nonlocal received, refused
+        if refused:
+            return {"type": "http.disconnect"}
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                refused = True
+                await reject(send, 413, "PAYLOAD_TOO_LARGE", _too_large())
+                return {"type": "http.disconnect"}
+        return message
+
+    async def guarded_send(message: Message) -> None:
+        if not refused:
+            await send(message)
+
+    await app(scope, limited_receive, guarded_send)

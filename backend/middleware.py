@@ -21,7 +21,9 @@ from whitenoise.middleware import WhiteNoiseMiddleware
 type Handler = Callable[[HttpRequest], Any]
 type AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
-# Probes call an instance by its address, not by the service's name.
+# Called on an instance by its address, not by the service's name (SPEC "Other
+# endpoints"). /metrics is not among them: list the addresses Prometheus scrapes in
+# ALLOWED_HOSTS (README "Metrics").
 PROBES = ("/healthz", "/readyz")
 
 

@@ -65,6 +65,9 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-key-never-use-in-production-0123456789"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
+# Origins (scheme://host[:port]) whose admin form posts are accepted besides this
+# request's own; behind a load balancer that rewrites Host, e.g. https://admin.example.com.
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 # Requests: a body larger than this is refused (413) before it is read; a request
 # whose head and body have not arrived within REQUEST_READ_TIMEOUT seconds is cut off.
 MAX_REQUEST_BODY = 256 * 1024
@@ -109,6 +112,8 @@ SILENCED_SYSTEM_CHECKS = [
     "admin.E410",  # SessionMiddleware: runs for /admin/
     "security.W002",  # XFrameOptionsMiddleware: runs for /admin/; the client page sets DENY
     "security.W003",  # CsrfViewMiddleware: runs for /admin/; the API reads no cookies
+    "security.W008",  # SECURE_SSL_REDIRECT: the TLS-terminating load balancer redirects
+    "security.W021",  # SECURE_HSTS_PRELOAD: the domain owner's choice, off unless set
 ]
 
 ROOT_URLCONF = "backend.urls"
@@ -214,28 +219,60 @@ WHITENOISE_USE_FINDERS = False
 # names stay cached for a year.
 WHITENOISE_MAX_AGE = 0
 
-# Production hardening; `manage.py check --deploy` is clean with DEBUG off behind TLS.
-if not DEBUG:
-    # TLS ends at the load balancer, which also redirects plain HTTP.
-    SECURE_HSTS_SECONDS = 365 * 24 * 3600
-    SECURE_CONTENT_TYPE_NOSNIFF = True
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
-    X_FRAME_OPTIONS = "DENY"
+# HTTPS. TLS ends at the load balancer, which also redirects plain HTTP (so no
+# SECURE_SSL_REDIRECT here); a request is secure when a proxy in TRUSTED_PROXIES says
+# X-Forwarded-Proto: https (backend/edge.py). SecurityMiddleware sends HSTS on secure
+# responses only. `manage.py check --deploy` is clean with these defaults and DEBUG off.
+# SECURE_HSTS_SECONDS: 0 turns HSTS off. SECURE_COOKIES: the session and CSRF cookies
+# (the admin's; the API sets none) are sent over HTTPS only.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_COOKIES = env_bool("SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
 
+# Logs. DEBUG off: every line is one JSON object (backend/logs.py), uvicorn's own lines
+# included, with the request's id, method, path and client address inside a request, and
+# phones and tokens masked. DEBUG on: plain lines. ACCESS_LOG: one line per request
+# (backend/edge.py), on by default with DEBUG off; uvicorn's own access log is off then.
+ACCESS_LOG = env_bool("ACCESS_LOG", not DEBUG)
+_uvicorn_loggers = {
+    # Its levels stay as uvicorn's --log-level set them.
+    "uvicorn": {"handlers": ["console"], "propagate": False},
+    # The access line of backend/edge.py replaces it; uvicorn's logs the query string.
+    "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "backend.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain" if DEBUG else "json"}
+    },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
         "django.request": {"level": "ERROR"},
         # Strawberry logs every GraphQL error, user mistakes included; the schema
         # logs the unexpected ones itself, with their tracebacks.
         "strawberry.execution": {"level": "CRITICAL"},
+        # httpx logs each request's URL at INFO, and Twilio's holds the account SID.
+        "httpx": {"level": "WARNING"},
+        **({} if DEBUG else _uvicorn_loggers),
     },
 }
+
+# Metrics at /metrics (backend/metrics.py), only when METRICS_TOKEN is set, for
+# `Authorization: Bearer <METRICS_TOKEN>`. PROMETHEUS_MULTIPROC_DIR (read by
+# prometheus-client itself too): a directory the workers of one server share, emptied
+# before it starts (`make serve` and `make run` do); unset, each worker counts alone.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
 
 # One-time codes and their limits (see README "Security").
 # SMS delivery (users/sms.py). With DEBUG off SMS_BACKEND has no default: users/checks.py

@@ -41,7 +41,7 @@ LOG = Path(tempfile.gettempdir()) / "bench-server.log"
 SECRET_KEY = "bench-secret-key-0123456789abcdef0123456789abcdef"
 # As `make serve` runs it.
 UVICORN = ["--loop", "uvloop", "--http", "backend.server:HttpProtocol", "--no-proxy-headers"]
-UVICORN += ["--no-access-log"]
+UVICORN += ["--no-access-log", "--log-config", "backend/uvicorn-logging.json"]
 UVICORN += ["--log-level", "warning"]
 SERVER_ENV = {
     "DJANGO_SETTINGS_MODULE": "bench.settings",

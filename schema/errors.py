@@ -1,7 +1,8 @@
 """How failures reach clients.
 
 Expected refusals are data: a DomainError becomes a `UserError` in the payload, in
-one place (`returns_user_errors`). Missing or bad tokens and missing rights are
+one place (`returns_user_errors`), which also counts every mutation's outcome for
+/metrics and notes it for the access log. Missing or bad tokens and missing rights are
 top-level errors with `extensions.code`; so is a database that does not answer.
 Anything else is logged with its traceback and reaches the client as
 "Internal server error", with detail only when DEBUG is on.
@@ -20,6 +21,7 @@ from graphql import GraphQLError
 from psycopg import OperationalError as PsycopgOperationalError
 from strawberry.extensions import SchemaExtension
 
+from backend import logs, metrics
 from backend.database import DatabaseBusy, DatabaseTimeout
 from users import errors as domain
 from users.errors import DomainError, ErrorCode
@@ -42,17 +44,55 @@ class UserError:
     )
 
 
+# The outcome a mutation's success is counted as (metrics.MUTATIONS names the counters).
+SUCCESS = {
+    "send_code": "delivered",
+    "verify_code": "signed_in",
+    "activate_invite": "activated",
+    "refresh_token": "refreshed",
+    "revoke_token": "revoked",
+}
+
+
+def success_outcome(mutation: str, payload: object) -> str:
+    if getattr(payload, "is_new_user", None):
+        return "new_user"
+    return SUCCESS.get(mutation, "ok")
+
+
+def failure_outcome(error: Exception) -> str:
+    """The outcome of a mutation that raised `error` instead of answering."""
+    if isinstance(error, ApiError):
+        return error.code.lower()
+    if isinstance(error, domain.Forbidden):
+        return "forbidden"
+    if isinstance(error, (*BUSY, *UNAVAILABLE)):
+        return "service_unavailable"
+    code = getattr(error, "code", None)  # users.sms.DeliveryError, if it gets this far
+    if isinstance(code, ErrorCode):
+        return code.lower()
+    return "internal_error"
+
+
 def returns_user_errors[**P, T](
     payload_type: Callable[..., T],
 ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
-    """Decorate a mutation resolver so a DomainError becomes `payload_type(user_errors=[...])`."""
+    """Decorate a mutation resolver so a DomainError becomes `payload_type(user_errors=[...])`.
+
+    Every outcome is counted here, by the resolver's name: the success, the userErrors
+    code, or what was raised (backend/metrics.py).
+    """
 
     def decorate(resolver: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        mutation = resolver.__name__
+
         @functools.wraps(resolver)
         async def resolve(*args: P.args, **kwargs: P.kwargs) -> T:
             try:
-                return await resolver(*args, **kwargs)
+                payload = await resolver(*args, **kwargs)
             except DomainError as error:
+                metrics.record_mutation(mutation, error.code.lower())
+                logs.add_outcome(str(error.code))
                 return payload_type(
                     user_errors=[
                         UserError(
@@ -63,6 +103,11 @@ def returns_user_errors[**P, T](
                         )
                     ]
                 )
+            except Exception as error:
+                metrics.record_mutation(mutation, failure_outcome(error))
+                raise
+            metrics.record_mutation(mutation, success_outcome(mutation, payload))
+            return payload
 
         return resolve
 
@@ -125,10 +170,11 @@ class ErrorPolicy(SchemaExtension):
             logger.warning("busy: %s", type(original).__name__)
             message, code = _("The service is busy, try again shortly."), "SERVICE_UNAVAILABLE"
         elif isinstance(original, UNAVAILABLE):
-            logger.error("database unavailable: %s", original)
+            logger.error("database unavailable at %s: %s", _path(error), original)
             message, code = _("Service unavailable, try again shortly."), "SERVICE_UNAVAILABLE"
         else:
-            logger.error("unexpected error", exc_info=original)
+            # The traceback may quote a phone or a token: backend/logs.py masks them.
+            logger.error("unexpected error at %s", _path(error), exc_info=original)
             message, code = "Internal server error", "INTERNAL_SERVER_ERROR"
             if settings.DEBUG:
                 message = f"Internal server error: {original!r}"
@@ -140,3 +186,8 @@ class ErrorPolicy(SchemaExtension):
             path=error.path,
             extensions={"code": code},
         )
+
+
+def _path(error: GraphQLError) -> str:
+    """The field that failed, e.g. "sendCode" or "me.referrals": names, never values."""
+    return ".".join(str(part) for part in error.path or ()) or "(operation)"

@@ -10,6 +10,7 @@ from schema.errors import ErrorPolicy
 from schema.execution import ExecutionContext
 from schema.limits import GraphQLLimits
 from schema.mutations import Mutation
+from schema.observe import ObserveOperation
 from schema.queries import Query
 
 
@@ -25,6 +26,7 @@ schema = Schema(
         lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
         lambda: ParserCache(maxsize=256),
         GraphQLLimits,
+        ObserveOperation,  # before ErrorPolicy, so it sees the codes ErrorPolicy gives
         ErrorPolicy,
     ],
     execution_context_class=ExecutionContext,

@@ -76,7 +76,8 @@ def server_command(port: int, workers: int, *, proxy_headers: bool = False) -> l
     """
     command = [sys.executable, "-m", "uvicorn", "backend.asgi:application"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    command += ["--loop", "uvloop", "--http", "backend.server:HttpProtocol"]
+    command += ["--loop", "uvloop", "--http", "backend.server:HttpProtocol", "--no-access-log"]
+    command += ["--log-config", "backend/uvicorn-logging.json"]
     return command if proxy_headers else [*command, "--no-proxy-headers"]
 
 

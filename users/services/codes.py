@@ -26,7 +26,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from backend import database
+from backend import database, metrics
 from users import sms, throttle
 from users.errors import DomainError, ErrorCode, Forbidden
 from users.hashing import code_hash
@@ -266,11 +266,16 @@ async def send_code(*, phone: str, client_key: str | None, locale: str = "en") -
     debug_code = None
     if phone not in settings.OTP_TEST_NUMBERS:
         backend = sms.get_backend()
+        started = time.perf_counter()
         try:
             await backend.send(phone, issued.code, locale=locale)
         except sms.DeliveryError as error:
+            took = time.perf_counter() - started
+            metrics.observe_delivery(settings.SMS_BACKEND, error.code.lower(), took)
             wait = await database.run(void_code, phone=phone, issued=issued)
             raise _not_delivered(error, wait) from None
+        took = time.perf_counter() - started
+        metrics.observe_delivery(settings.SMS_BACKEND, "delivered", took)
         if sms.returns_code(backend):
             debug_code = issued.code
     return SentCode(

@@ -1,0 +1,138 @@
+"""What a log line holds: JSON with DEBUG off, one access line per request, no secrets.
+
+- `JsonFormatter` (settings.LOGGING with DEBUG off) writes every record as one JSON
+  object: time, level, logger, message, the traceback if any, and inside a request
+  that request's id, method, path and client address. Phone numbers (E.164) keep
+  their last two digits, access tokens and refresh tokens are replaced, whatever
+  logged them: a traceback may quote a database error with a phone in it. The
+  simulated and console SMS backends log the code itself on purpose (an operator
+  chose them); nothing else logs a code.
+- `RequestLog` is made by backend/edge.py for each request and reached through a
+  context variable. The GraphQL layer fills in the operation's name and its outcome
+  codes (schema/observe.py, schema/errors.py); Django runs views in a task of its own,
+  which copies the context, so they change this one object rather than set a variable.
+- `access` writes the request's access line when it has been answered.
+"""
+
+import contextvars
+import json
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+access_logger = logging.getLogger("access")
+
+# A proxy's request id is kept when it is printable ASCII of reasonable length.
+REQUEST_ID = re.compile(r"[!-~]{1,128}", re.ASCII)
+
+_PHONE = re.compile(r"\+(\d{5,13})(\d{2})(?!\d)", re.ASCII)
+_JWT = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*", re.ASCII)
+_REFRESH_TOKEN = re.compile(r"(?<![0-9a-fA-F])[0-9a-f]{64}(?![0-9a-fA-F])", re.ASCII)
+
+
+def redact(text: str) -> str:
+    """`text` with phones masked to their last two digits and tokens replaced."""
+    text = _JWT.sub("[token]", text)
+    text = _REFRESH_TOKEN.sub("[token]", text)
+    return _PHONE.sub(lambda match: "+" + "*" * len(match[1]) + match[2], text)
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(16)
+
+
+@dataclass
+class RequestLog:
+    """One request as the logs tell it; see the module docstring."""
+
+    request_id: str
+    method: str
+    path: str
+    client: str | None
+    graphql: bool = False
+    operation: str | None = None
+    outcomes: list[str] = field(default_factory=list)
+    status: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "method": self.method,
+            "path": self.path,
+            "client": self.client,
+        }
+
+
+_current: contextvars.ContextVar[RequestLog | None] = contextvars.ContextVar(
+    "request_log", default=None
+)
+
+
+def begin(request: RequestLog) -> contextvars.Token[RequestLog | None]:
+    return _current.set(request)
+
+
+def end(token: contextvars.Token[RequestLog | None]) -> None:
+    _current.reset(token)
+
+
+def current() -> RequestLog | None:
+    """The request being served by this task or thread, if any."""
+    return _current.get()
+
+
+def add_outcome(code: str) -> None:
+    """Note a userErrors or top-level error code for the request's access line."""
+    request = _current.get()
+    if request is not None:
+        request.outcomes.append(code)
+
+
+def access(request: RequestLog, seconds: float, operation: str | None) -> None:
+    """The request's access line; `operation` is its GraphQL operation name as logged."""
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    duration_ms = round(seconds * 1000, 1)
+    access_logger.info(
+        "%s %s %s %s ms",
+        request.method,
+        request.path,
+        request.status,
+        duration_ms,
+        extra={
+            "access": {
+                "status": request.status,
+                "operation": operation,
+                "duration_ms": duration_ms,
+                "outcomes": request.outcomes,
+            }
+        },
+    )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record; see the module docstring."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        request = _current.get()
+        if request is not None:
+            entry.update(request.fields())
+        access_fields = getattr(record, "access", None)
+        if isinstance(access_fields, dict):
+            entry.update(access_fields)
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            entry["stack"] = redact(self.formatStack(record.stack_info))
+        return json.dumps(entry, default=str)

@@ -1,0 +1,197 @@
+"""Prometheus metrics: the objects, the few functions that record them, and /metrics.
+
+Several uvicorn workers add up: prometheus-client's multiprocess mode keeps each
+worker's figures in files under PROMETHEUS_MULTIPROC_DIR, and /metrics, whichever
+worker answers it, sums the files of every worker, the dead ones' too (a counter
+must not go down when a worker is replaced), except their live gauges. The directory
+must be emptied before the server starts (`make serve` and `make run` do). Without
+it, each worker counts alone, which is right for one worker.
+
+What is recorded, and where:
+- each mutation's outcome, in one place: `schema.errors.returns_user_errors` calls
+  `record_mutation` with the resolver's name and the success or the userErrors code;
+- SMS delivery time by backend and outcome: `observe_delivery`, by the send use case;
+- request duration per GraphQL operation name: `observe_request`, by backend/edge.py.
+
+Operation names are the client's text: a label is made only of a name of at most 64
+characters from [A-Za-z0-9_], and of at most MAX_OPERATIONS names per worker; the
+rest are "other", operations without a name "anonymous".
+"""
+
+import asyncio
+import hmac
+import os
+import re
+from contextlib import suppress
+from pathlib import Path
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.http import require_safe
+
+# prometheus-client chooses its mode from the environment when it is imported.
+if settings.PROMETHEUS_MULTIPROC_DIR:
+    os.makedirs(settings.PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
+else:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # set but empty: not multiprocess
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MAX_OPERATIONS = 100
+OPERATION_NAME = re.compile(r"[A-Za-z0-9_]{1,64}", re.ASCII)
+
+_OUTCOME = "outcome"
+MUTATIONS = {
+    "send_code": Counter(
+        "otp_codes_sent",
+        "sendCode answers by outcome: delivered, or why not (delivery_failed, "
+        "rate_limited, region_not_allowed, invalid_phone, too_many_attempts, "
+        "service_unavailable, ...).",
+        [_OUTCOME],
+    ),
+    "verify_code": Counter(
+        "otp_verifications",
+        "verifyCode answers by outcome: signed_in, new_user, or why not (invalid_code, "
+        "code_expired, too_many_attempts, invite_not_found, ...).",
+        [_OUTCOME],
+    ),
+    "activate_invite": Counter(
+        "invite_activations",
+        "activateInvite answers by outcome: activated, or why not (invite_not_found, "
+        "self_invite, invite_already_activated, invite_cycle, ...).",
+        [_OUTCOME],
+    ),
+    "refresh_token": Counter(
+        "token_refreshes",
+        "refreshToken answers by outcome: refreshed, or why not (invalid_token, ...).",
+        [_OUTCOME],
+    ),
+    "revoke_token": Counter(
+        "token_revocations",
+        "revokeToken answers by outcome: revoked, or why not (invalid_token, ...).",
+        [_OUTCOME],
+    ),
+}
+SMS_DELIVERY = Histogram(
+    "sms_delivery_duration_seconds",
+    "Time the SMS backend took to accept or refuse a code, by backend and outcome.",
+    ["backend", _OUTCOME],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10),
+)
+GRAPHQL_REQUEST = Histogram(
+    "graphql_request_duration_seconds",
+    "Time from a GraphQL request's arrival to its answer, by operation name.",
+    ["operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WORKERS = Gauge("server_workers", "Worker processes serving.", multiprocess_mode="livesum")
+
+_operations: set[str] = set()
+
+
+def record_mutation(mutation: str, outcome: str) -> None:
+    """Count one answer of `mutation` (its resolver's name) with `outcome`."""
+    counter = MUTATIONS.get(mutation)
+    if counter is not None:
+        counter.labels(outcome=outcome).inc()
+
+
+def observe_delivery(backend: str, outcome: str, seconds: float) -> None:
+    """One delivery attempt: `backend` is SMS_BACKEND, `outcome` "delivered" or the code."""
+    SMS_DELIVERY.labels(backend=backend, outcome=outcome).observe(seconds)
+
+
+def valid_operation_name(name: str | None) -> str | None:
+    """`name` if it is one a label or a log line may hold, else None."""
+    return name if name is not None and OPERATION_NAME.fullmatch(name) else None
+
+
+def operation_label(name: str | None) -> str:
+    """The label for operation `name`: itself, "anonymous" or "other" (module docstring)."""
+    if not name:
+        return "anonymous"
+    if name in _operations:
+        return name
+    if valid_operation_name(name) is None or len(_operations) >= MAX_OPERATIONS:
+        return "other"
+    _operations.add(name)
+    return name
+
+
+def observe_request(operation: str | None, seconds: float) -> None:
+    """One GraphQL request's duration, by its (bounded) operation name."""
+    GRAPHQL_REQUEST.labels(operation=operation_label(operation)).observe(seconds)
+
+
+# Workers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def forget_dead_workers(directory: str) -> None:
+    """mark_process_dead for every worker whose files are here but which has gone.
+
+    uvicorn's supervisor, which replaces a worker that died, runs no code of ours, and
+    a worker stopped by a signal runs no exit handler (uvicorn re-raises the signal),
+    so this is done when the figures are read. Counters and histograms of dead workers
+    stay in the sums; only their live gauges go.
+    """
+    pids = {path.stem.rpartition("_")[2] for path in Path(directory).glob("*.db")}
+    for pid in pids:
+        if pid.isdigit() and not _alive(int(pid)):
+            with suppress(FileNotFoundError):  # another worker's scrape removed them first
+                multiprocess.mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
+
+
+def worker_started() -> None:
+    """Called once by the ASGI application of each worker (backend/edge.py)."""
+    WORKERS.set(1)
+
+
+# /metrics
+
+
+def exposition() -> bytes:
+    """Every worker's figures in the Prometheus text format."""
+    if settings.PROMETHEUS_MULTIPROC_DIR:
+        registry = CollectorRegistry()
+        directory = settings.PROMETHEUS_MULTIPROC_DIR
+        forget_dead_workers(directory)
+        multiprocess.MultiProcessCollector(registry, directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+@require_safe
+async def metrics(request: HttpRequest) -> HttpResponse:
+    """/metrics: 404 unless METRICS_TOKEN is set; then 401 without a Bearer token, 403
+    with another one."""
+    expected = settings.METRICS_TOKEN
+    if not expected:
+        raise Http404
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        response = HttpResponse("Authorization: Bearer <METRICS_TOKEN> is needed.\n", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    if not hmac.compare_digest(token.strip().encode("latin-1"), expected.encode()):
+        return HttpResponse("This token is not METRICS_TOKEN.\n", status=403)
+    body = await asyncio.to_thread(exposition)  # reads every worker's files
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
