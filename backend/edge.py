@@ -20,9 +20,11 @@ import ipaddress
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
+from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 
 from backend import database, logs, metrics
@@ -169,8 +171,25 @@ def _logged_operation(request: logs.RequestLog) -> str | None:
     return metrics.valid_operation_name(request.operation) or "other"
 
 
+# Django runs its synchronous hooks (SecurityMiddleware, the request signals' receivers,
+# closing the response) through sync_to_async, by default on a thread started for each
+# request and joined by another started for that. API requests share one thread for
+# those hooks instead: they are short and touch no database (database work has threads
+# of its own, backend/database.py). The admin, whose views are synchronous and read the
+# database, keeps Django's thread per request, so a slow admin page holds up nobody.
+_hooks_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="django-hooks")
+
+
 async def _serve(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """The request under the body limit (MAX_REQUEST_BODY)."""
+    """The request under the body limit (MAX_REQUEST_BODY), its hooks on the shared thread."""
+    if scope["path"].startswith("/admin"):
+        await _limited(app, scope, receive, send)
+        return
+    async with ThreadSensitiveContext(executor=_hooks_thread):
+        await _limited(app, scope, receive, send)
+
+
+async def _limited(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     database.serving()  # this task's context only: each request is its own task
     limit = settings.MAX_REQUEST_BODY
     declared = _header(scope, b"content-length")

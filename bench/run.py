@@ -355,8 +355,11 @@ def main() -> None:
     client = "wrk" if shutil.which("wrk") else "asyncio client"
 
     def me(label, connections_list):
-        load(graphql_me, 8, 1)  # warm up
-        load(plain_me, 8, 1)
+        # Warm up at full concurrency: every database thread's connection prepares its
+        # statements after a few uses, and the first seconds of a server are slower.
+        for connections in connections_list:
+            load(graphql_me, connections, 2)
+            load(plain_me, connections, 2)
         for run in (1, 2):
             for connections in connections_list:
                 plain = load(plain_me, connections)

@@ -2,6 +2,7 @@
 
 import asyncio
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.http import HttpRequest
@@ -62,20 +63,29 @@ class Context(StrawberryDjangoContext):
             client_key=address_key(request.META.get("REMOTE_ADDR")),
         )
 
-    async def user(self) -> User | None:
-        """The token's active user, looked up once per request however many fields ask."""
+    async def user(self, *, referrals: Sequence[selectors.PageRequest] = ()) -> User | None:
+        """The token's active user, looked up once per request however many fields ask.
+
+        `referrals`: the pages of the user's referrals the query will ask for, read in
+        the same trip to the database and handed to the loader (`me` knows them).
+        """
         if self._user is None:
-            self._user = asyncio.ensure_future(self._look_up())
+            self._user = asyncio.ensure_future(self._look_up(referrals))
         return await asyncio.shield(self._user)
 
-    async def _look_up(self) -> User | None:
+    async def _look_up(self, referrals: Sequence[selectors.PageRequest]) -> User | None:
         user_id = user_id_from_access_token(self.token)
         if user_id is None:
             return None
-        return await database.run(selectors.active_user, user_id=user_id)
+        user, pages = await database.run(
+            selectors.active_user_with_referrals, user_id=user_id, requests=referrals
+        )
+        for request, page in pages.items():
+            self.loaders.referral_pages.prime((user_id, request), page)
+        return user
 
-    async def require_user(self) -> User:
-        user = await self.user()
+    async def require_user(self, *, referrals: Sequence[selectors.PageRequest] = ()) -> User:
+        user = await self.user(referrals=referrals)
         if user is None:
             raise NotAuthenticated()
         return user

@@ -4,7 +4,7 @@ import strawberry
 
 from backend import database
 from schema.context import ApiInfo
-from schema.types import Profile, UserConnection, page_request
+from schema.types import Profile, UserConnection, page_request, selected_referral_pages
 from users import selectors
 
 
@@ -14,7 +14,8 @@ class Query:
         description="The signed-in user. Without a valid access token: UNAUTHENTICATED."
     )
     async def me(self, info: ApiInfo) -> Profile:
-        return Profile.of(await info.context.require_user())
+        referrals = selected_referral_pages(info.selected_fields[0].selections)
+        return Profile.of(await info.context.require_user(referrals=referrals))
 
     @strawberry.field(
         description="Every user, newest first. Staff only: UNAUTHENTICATED without a token, "

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Self
 
 import strawberry
+from strawberry.types.nodes import FragmentSpread, InlineFragment, Selection
 
 from schema.context import ApiInfo
 from schema.errors import ApiError, UserError
@@ -21,6 +22,29 @@ def page_request(first: int, after: str | None) -> selectors.PageRequest:
         return selectors.PageRequest.parse(first, after)
     except (selectors.InvalidCursor, selectors.InvalidPageSize) as error:
         raise ApiError(str(error)) from None
+
+
+def selected_referral_pages(selections: list[Selection]) -> list[selectors.PageRequest]:
+    """The referral pages a profile's selection asks for, so they can be read with it.
+
+    Only a guess to save a trip to the database: anything unusual (a directive, an
+    argument that does not parse) is left out, and the field then reads its own page.
+    """
+    found = []
+    for selection in selections:
+        if selection.directives:
+            continue
+        if isinstance(selection, FragmentSpread | InlineFragment):
+            found += selected_referral_pages(selection.selections)
+        elif selection.name == "referrals":
+            arguments = selection.arguments
+            try:
+                first = int(arguments.get("first", 50))
+                after = arguments.get("after")
+                found.append(selectors.PageRequest.parse(first, after))
+            except (TypeError, ValueError):
+                continue
+    return found
 
 
 @strawberry.type

@@ -97,6 +97,19 @@ def active_user(*, user_id: int) -> User | None:
     return User.objects.select_related("invited_by").filter(pk=user_id, is_active=True).first()
 
 
+def active_user_with_referrals(
+    *, user_id: int, requests: Sequence[PageRequest]
+) -> tuple[User | None, dict[PageRequest, Page[User]]]:
+    """The signed-in user and the referral pages a query asks of them, in one go."""
+    user = active_user(user_id=user_id)
+    if user is None:
+        return None, {}
+    return user, {
+        request: referral_pages(user_ids=[user_id], request=request)[user_id]
+        for request in requests
+    }
+
+
 def users(*, request: PageRequest) -> Page[User]:
     """Every user, newest first, for staff: two queries."""
     queryset: QuerySet[User] = User.objects.select_related("invited_by").order_by(
