@@ -50,6 +50,21 @@ def served(test):
     )(test)
 
 
+# Debian's Chromium for the browser tests, started as this machine allows: headless, and
+# without the background requests its closed network would refuse (Playwright drives it;
+# its own browser download cannot work here).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,7 +13,6 @@ whatever DATABASE_URL says. Screenshots go to docs/ for README.
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,8 @@ import pytest
 from django.conf import settings
 from graphql import build_schema, parse, validate
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.servers import CHROMIUM, CHROMIUM_ARGS, free_port
+
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 860}
 TOKEN_LIFETIME = 3  # seconds: JWT_EXPIRATION of the server under test
@@ -107,12 +98,6 @@ PHONES = {
     "ru": ("+375 29 222-00-01", "+375 29 222-00-02"),
 }
 SEEDED = [f"+3753344400{i:02d}" for i in range(10)]
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def graphql(base, query, variables):

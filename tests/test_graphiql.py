@@ -7,7 +7,6 @@ The page and its files are checked through a real uvicorn started as operators r
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,24 +22,9 @@ from graphql import OperationDefinitionNode, parse, validate
 
 from schema.graphiql import EXAMPLE_DOCUMENT, EXAMPLE_HEADERS, EXAMPLE_VARIABLES
 from schema.schema import schema
+from tests.servers import CHROMIUM, CHROMIUM_ARGS, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HASHED_NAME = re.compile(r"\.[0-9a-f]{12}\.\w+$")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(url, **headers):
