@@ -12,7 +12,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 from django.utils.module_loading import import_string
@@ -72,6 +72,21 @@ def static_files(get_response: Handler) -> Handler:
     whitenoise = WhiteNoiseMiddleware(get_response)
     files, serve = whitenoise.files, whitenoise.serve
 
+    def serve_whole(static_file: Any, request: HttpRequest) -> HttpResponseBase:
+        """The file read whole in the thread: under ASGI, Django would otherwise iterate
+        WhiteNoise's file on the event loop's behalf and warn for every worker."""
+        streamed: HttpResponseBase = serve(static_file, request)
+        if not streamed.streaming:
+            return streamed
+        try:
+            body = b"".join(streamed.streaming_content)  # type: ignore[attr-defined]
+            whole = HttpResponse(body, status=streamed.status_code)
+        finally:
+            streamed.close()
+        for header, value in streamed.items():
+            whole[header] = value
+        return whole
+
     def sync(request: HttpRequest) -> HttpResponseBase:
         static_file = files.get(request.path_info)
         if static_file is None:
@@ -85,7 +100,7 @@ def static_files(get_response: Handler) -> Handler:
         if static_file is None:
             response: HttpResponseBase = await get_response(request)
             return response
-        served: HttpResponseBase = await sync_to_async(serve)(static_file, request)
+        served: HttpResponseBase = await sync_to_async(serve_whole)(static_file, request)
         return served
 
     return _both(get_response, sync, asynchronous)

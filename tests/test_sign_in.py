@@ -345,3 +345,17 @@ def test_a_disabled_account_is_told_so_not_that_the_code_was_wrong(api, make_use
     assert top_error_code(body) == "FORBIDDEN"
     assert "disabled" in body["errors"][0]["message"]
     assert OtpChallenge.objects.filter(phone="+375291234567").exists()  # nothing written
+
+
+def test_an_invited_person_refreshes_and_sees_the_code_they_activated(api, make_user):
+    inviter, _ = make_user()
+    signed_in = api.sign_in("+375291234567", invite=inviter.invite_code)
+    refreshed = api.data(REFRESH, {"t": signed_in["refreshToken"]})["refreshToken"]
+    assert refreshed["userErrors"] == [] and refreshed["token"]
+    assert refreshed["profile"] == {"phone": "+375291234567"}
+    profile = api.data(
+        """mutation($t: String!) { refreshToken(refreshToken: $t) {
+            profile { activatedInviteCode } userErrors { code } } }""",
+        {"t": refreshed["refreshToken"]},
+    )["refreshToken"]["profile"]
+    assert profile == {"activatedInviteCode": inviter.invite_code}

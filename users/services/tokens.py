@@ -70,9 +70,11 @@ def _invalid_token(*, commit: bool = False) -> DomainError:
 def _locked(refresh_token: str) -> RefreshToken | None:
     if not REFRESH_TOKEN_SHAPE.fullmatch(refresh_token):
         return None
+    # The user comes with their inviter: the new tokens' profile shows the code they
+    # activated. Only the token's own row is locked.
     return (
-        RefreshToken.objects.select_for_update()
-        .select_related("user")
+        RefreshToken.objects.select_for_update(of=("self",))
+        .select_related("user__invited_by")
         .filter(token_hash=token_hash(refresh_token))
         .first()
     )
