@@ -14,7 +14,11 @@ FRESH_METRICS = dir=$(METRICS_DIR) && mkdir -p "$$dir" && rm -f "$$dir"/*.db && 
 TEST_ENV = SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} \
 	SMS_BACKEND=$${SMS_BACKEND-simulated}
 
-.PHONY: run serve test lint format bench schema purge
+# Without DATABASE_URL, the suite runs on the embedded PostgreSQL (backend/embedded),
+# which this starts for the run's length and names in DATABASE_URL.
+ON_A_DATABASE = $(if $(DATABASE_URL),,$(BIN)/python -m backend.embedded run --)
+
+.PHONY: run serve test lint format bench schema purge clean-db
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12) and "Python 3.12 is needed (see .python-version)")'
@@ -23,7 +27,8 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# Development server on SQLite (or DATABASE_URL), with GraphiQL, on http://127.0.0.1:8000/graphql/
+# Development server on the embedded PostgreSQL (or DATABASE_URL), with GraphiQL, on
+# http://127.0.0.1:8000/graphql/
 run: $(BIN)/.installed
 	DEBUG=$${DEBUG-1} DATABASE_TIMEOUT=0 $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py collectstatic --noinput -v0
@@ -42,15 +47,15 @@ serve: $(BIN)/.installed
 		--host $(HOST) --port $(PORT) --workers $(WORKERS) --loop uvloop --http backend.server:HttpProtocol --no-proxy-headers --no-access-log \
 		--log-config backend/uvicorn-logging.json
 
-# The whole suite: lint, format check, then the tests (PostgreSQL when DATABASE_URL says so).
+# The whole suite: lint, format check, types, then the tests, on the embedded PostgreSQL
+# or DATABASE_URL's (PYTEST_ARGS to pick tests, e.g. PYTEST_ARGS="tests/test_invites.py -x").
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(TEST_ENV) $(BIN)/mypy
 	$(TEST_ENV) $(BIN)/python manage.py collectstatic --noinput -v0
 	$(TEST_ENV) $(BIN)/python manage.py compile_catalogues
-	$(TEST_ENV) \
-		$(BIN)/python -m pytest
+	$(TEST_ENV) $(ON_A_DATABASE) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
@@ -61,6 +66,11 @@ schema: $(BIN)/.installed
 
 purge: $(BIN)/.installed
 	$(BIN)/python manage.py purge_expired
+
+# Stop the embedded PostgreSQL and delete its data (.postgres/): the next `make run`
+# starts on an empty database.
+clean-db: $(BIN)/.installed
+	$(BIN)/python -m backend.embedded delete
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py

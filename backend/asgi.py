@@ -11,9 +11,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 from backend.edge import ASGIApp, edge
 
 application = edge(cast(ASGIApp, get_asgi_application()))
-from users.sms import check_at_start  # noqa: E402 (needs Django set up)
+from backend.checks import check_at_start  # noqa: E402 (needs Django set up)
+from users.sms import check_at_start as check_sms_at_start  # noqa: E402
 
-check_at_start()  # refuses SMS settings that would fail or leak codes
+check_at_start()  # refuses to serve production without DATABASE_URL
+check_sms_at_start()  # refuses SMS settings that would fail or leak codes
 
 
 def _leave_client_address_to_the_edge() -> None:

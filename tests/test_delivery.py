@@ -19,22 +19,41 @@ def hits(key):
     return [] if row is None else row.hits
 
 
-def test_a_failed_delivery_voids_the_code_and_gives_the_phone_its_send_back(api, settings):
+def test_a_failed_delivery_voids_the_code_and_spares_the_hourly_count_not_the_cooldown(
+    api, settings
+):
     settings.OTP_RESEND_COOLDOWN = 60
+    settings.OTP_MAX_SENDS_PER_PHONE = 1
     settings.SMS_BACKEND = "tests.sms_backends.Refusing"
     failed = api.send(PHONE, REMOTE_ADDR="203.0.113.5")
     assert error_codes(failed) == ["DELIVERY_FAILED"]
     error = failed["userErrors"][0]
-    assert error["field"] == "phone" and 10 <= error["retryAfter"] <= 60
+    assert error["field"] == "phone" and 55 <= error["retryAfter"] <= 60  # the cooldown
     assert failed["phone"] is None and failed["expiresAt"] is None
     assert not OtpChallenge.objects.filter(phone=PHONE).exists()  # void at once
-    assert hits(f"send:phone:{PHONE}") == []  # no cooldown, no hourly count
+    assert hits(f"send:phone:{PHONE}") == []  # the hourly count forgot it
+    assert len(hits(f"try:phone:{PHONE}")) == 1  # the attempt is remembered
     assert len(hits("send:ip:203.0.113.5")) == 1  # the address's count grows
     assert sum(SendTotal.objects.values_list("count", flat=True)) == 1  # so does the service's
     settings.SMS_BACKEND = "simulated"
-    sent = api.send(PHONE, REMOTE_ADDR="203.0.113.5")  # at once: the cooldown did not start
+    again = api.send(PHONE, REMOTE_ADDR="198.51.100.7")  # another address changes nothing
+    assert error_codes(again) == ["RATE_LIMITED"] and again["userErrors"][0]["retryAfter"] > 50
+    settings.OTP_RESEND_COOLDOWN = 0  # the cooldown over: the one send of the hour is still free
+    sent = api.send(PHONE, REMOTE_ADDR="203.0.113.5")
     assert sent["userErrors"] == []
     assert api.verify(PHONE, sent["debugCode"])["userErrors"] == []
+
+
+def test_a_failing_provider_texts_one_number_at_most_the_attempts_ceiling(api, settings):
+    """SMS bombing through a failing provider: from ever new addresses, with no cooldown,
+    the number gets OTP_MAX_DELIVERIES_PER_PHONE attempts an hour, whatever it answers."""
+    settings.OTP_RESEND_COOLDOWN = 0
+    settings.OTP_MAX_DELIVERIES_PER_PHONE = 4
+    settings.SMS_BACKEND = "tests.sms_backends.Refusing"
+    sms_backends.refused.clear()
+    answers = [api.send(PHONE, REMOTE_ADDR=f"203.0.113.{i}") for i in range(10)]
+    assert [error_codes(a) for a in answers] == [["DELIVERY_FAILED"]] * 4 + [["RATE_LIMITED"]] * 6
+    assert sms_backends.refused == [PHONE] * 4
 
 
 def test_the_code_of_a_failed_delivery_can_never_be_guessed(api, settings, monkeypatch):

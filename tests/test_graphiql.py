@@ -1,15 +1,11 @@
 """GraphiQL: served whole by this server, no other host in the page, opening on sign-in.
 
 The page and its files are checked through a real uvicorn started as operators run it
-(DEBUG off, after collectstatic), on SQLite of its own whatever DATABASE_URL says.
+(DEBUG off, after collectstatic), with GRAPHIQL on.
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
@@ -22,7 +18,7 @@ from graphql import OperationDefinitionNode, parse, validate
 
 from schema.graphiql import EXAMPLE_DOCUMENT, EXAMPLE_HEADERS, EXAMPLE_VARIABLES
 from schema.schema import schema
-from tests.servers import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.servers import CHROMIUM, CHROMIUM_ARGS, served, start_server
 
 HASHED_NAME = re.compile(r"\.[0-9a-f]{12}\.\w+$")
 
@@ -37,58 +33,17 @@ def get(url, **headers):
         return error.code, error.headers, error.read()
 
 
-class Server:
-    """uvicorn serving backend.asgi with DEBUG off, on a free loopback port."""
-
-    def __init__(self, folder: Path, *, graphiql: bool):
-        manifest = Path(settings.STATIC_ROOT, "staticfiles.json")
-        if not manifest.exists() or "graphiql/page.js" not in manifest.read_text():
-            pytest.fail("run `manage.py collectstatic` first (make test does)")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}",
-            "DEBUG": "0",
-            "GRAPHIQL": "1" if graphiql else "0",
-            "SECRET_KEY": settings.SECRET_KEY,
-            "SMS_BACKEND": "simulated",
-            "SMS_SIMULATED_DELAY": "0",
-        }
-        self.log = folder / "server.log"
-        if graphiql:  # the browser test sends a code, so the database needs its tables
-            migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
-            subprocess.run(migrate, cwd=settings.BASE_DIR, env=self.env, check=True)
-        uvicorn = [sys.executable, "-m", "uvicorn", "backend.asgi:application"]
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [*uvicorn, "--port", str(self.port), "--no-proxy-headers"],
-                cwd=settings.BASE_DIR,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{self.url}/healthz", timeout=1)
-                return
-            except OSError:
-                if self.process.poll() is not None:
-                    break
-                time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"uvicorn did not start:\n{self.log.read_text()[-2000:]}")
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    running = Server(tmp_path_factory.mktemp("graphiql"), graphiql=True)
-    yield running
-    running.stop()
+def server(django_db_setup):
+    manifest = Path(settings.STATIC_ROOT, "staticfiles.json")
+    if not manifest.exists() or "graphiql/page.js" not in manifest.read_text():
+        pytest.fail("run `manage.py collectstatic` first (make test does)")
+    with start_server({"GRAPHIQL": "1", "SMS_SIMULATED_DELAY": "0"}) as running:
+        yield running
+
+
+def port_of(server):
+    return urlsplit(server.url).port
 
 
 class Links(HTMLParser):
@@ -123,7 +78,7 @@ def test_the_page_and_everything_it_loads_come_from_this_server(server):
 
     for tag, _, link in parser.links:
         url = urljoin(f"{server.url}/graphql/", link)
-        assert urlsplit(url).netloc == f"127.0.0.1:{server.port}", link
+        assert urlsplit(url).netloc == f"127.0.0.1:{port_of(server)}", link
         assert HASHED_NAME.search(link), f"{link} is not under a hashed, long-cached name"
         status, headers, _ = get(url)
         assert status == 200, link
@@ -159,12 +114,9 @@ def test_static_css_is_compressed_and_cached_for_a_year_under_its_hashed_name(se
     assert headers["Content-Encoding"] == "gzip"
 
 
-def test_no_ide_page_with_graphiql_off(tmp_path):
-    off = Server(tmp_path, graphiql=False)
-    try:
+def test_no_ide_page_with_graphiql_off(django_db_setup):
+    with start_server({"GRAPHIQL": "0"}) as off:
         status, _, body = ide_page(off)
-    finally:
-        off.stop()
     assert status == 404
     assert b"graphiql" not in body.lower()
 
@@ -187,6 +139,7 @@ def test_the_example_is_named_operations_valid_against_the_schema():
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+@served  # the server writes a code: the test database is emptied after
 def test_graphiql_runs_send_code_in_a_real_browser(server):
     """Loads with no failed request and no console error, runs SendCode, opens Settings."""
     from playwright.sync_api import sync_playwright
@@ -235,4 +188,4 @@ def test_graphiql_runs_send_code_in_a_real_browser(server):
     assert answer["userErrors"] == []
     assert re.fullmatch(r"\d{4}", answer["debugCode"])
     assert problems == []
-    assert hosts == {f"127.0.0.1:{server.port}"}
+    assert hosts == {f"127.0.0.1:{port_of(server)}"}

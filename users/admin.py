@@ -103,9 +103,11 @@ class UserAdmin(BaseUserAdmin[User]):
 class ThrottledLoginForm(AdminAuthenticationForm):
     """The admin's sign-in: any spelling of the phone, and a cap on wrong passwords.
 
-    LOGIN_MAX_FAILED wrong passwords per phone, and LOGIN_MAX_FAILED_PER_ADDRESS per
-    client address, in LOGIN_WINDOW seconds; then every try is refused until the
-    window has room, the right password included.
+    LOGIN_MAX_FAILED tries per phone, and LOGIN_MAX_FAILED_PER_ADDRESS per client
+    address, in LOGIN_WINDOW seconds. Each try is counted before its password is
+    checked, in the database (users/sql/windows.sql), so a burst of concurrent tries
+    checks no more passwords than the cap; a try that signs in is then struck off.
+    Past the cap every try is refused until the window has room, the right one included.
     """
 
     error_messages = {
@@ -127,23 +129,32 @@ class ThrottledLoginForm(AdminAuthenticationForm):
             (f"login:ip:{address}", LOGIN_MAX_FAILED_PER_ADDRESS),
         ]
 
-    def clean(self) -> dict[str, Any]:
-        wait = max(
-            throttle.peek(key, limit=limit, window=LOGIN_WINDOW) for key, limit in self._keys()
-        )
+    def _count_try(self) -> list[tuple[str, float]]:
+        """Count this try against the phone and the address, or refuse it, counting nothing."""
+        with transaction.atomic():
+            wait, events = 0, []
+            for key, limit in self._keys():
+                key_wait, event = throttle.take(key, limit=limit, window=LOGIN_WINDOW)
+                wait = max(wait, key_wait)
+                if event is not None:
+                    events.append((key, event))
+            if wait:
+                transaction.set_rollback(True)
         if wait:
             raise forms.ValidationError(
                 self.error_messages["throttled"],
                 code="throttled",
                 params={"minutes": math.ceil(wait / 60)},
             )
-        try:
-            return super().clean()
-        except forms.ValidationError:
-            with transaction.atomic():
-                for key, limit in self._keys():
-                    throttle.take(key, limit=limit, window=LOGIN_WINDOW)
-            raise
+        return events
+
+    def clean(self) -> dict[str, Any]:
+        events = self._count_try()
+        cleaned = super().clean()  # a wrong password raises, and the try stays counted
+        with transaction.atomic():
+            for key, event in events:
+                throttle.forget(key, event)
+        return cleaned
 
 
 admin.site.login_form = ThrottledLoginForm

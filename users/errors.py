@@ -47,3 +47,8 @@ class DomainError(Exception):
 
 class Forbidden(Exception):
     """The person may not do this at all (a disabled account): top-level FORBIDDEN."""
+
+
+class Retry(Exception):
+    """What a use case read changed before it could lock it, or a draw of invite codes
+    was all taken: run it again (users.services.unit)."""

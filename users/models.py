@@ -4,14 +4,19 @@ import secrets
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.db import IntegrityError, connection, models, transaction
+from django.db import connection, models
 from django.db.models import F, Q
-from django.utils import timezone
+from django.db.models.functions import Now
 
+from users.errors import Retry
 from users.phones import normalize_phone, validate_e164
 
 INVITE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 INVITE_LENGTH = 6
+# Invite codes drawn for each new user; the first free one is theirs (users_create_user).
+# With 31^6 codes a draw is all taken only when the table is nearly full: then the use
+# case draws again (Retry).
+INVITE_CODE_DRAWS = 5
 
 
 def sql_names(model: type[models.Model], *fields: str) -> tuple[str, ...]:
@@ -33,23 +38,22 @@ class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def create_user(self, phone: str, password: str | None = None, **fields: Any) -> "User":
-        """Create a user with a fresh invite code, drawing again on a collision.
-
-        The unique constraint on invite_code decides; the savepoint keeps an outer
-        transaction usable after a collision.
-        """
+        """Create a user with a fresh invite code, through users_create_user
+        (users/sql/sign_in.sql), as a first sign-in does; `fields` are set after."""
         phone = normalize_phone(phone)
-        for _ in range(10):
-            user = self.model(phone=phone, invite_code=new_invite_code(), **fields)
-            user.set_password(password)
-            try:
-                with transaction.atomic():
-                    user.save(using=self._db)
-                return user
-            except IntegrityError:
-                if self.filter(phone=phone).exists():
-                    raise
-        raise IntegrityError("could not draw a free invite code")
+        user = self.model(phone=phone)
+        user.set_password(password)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM users_create_user(%s, %s, %s, NULL, false)",
+                [phone, user.password, [new_invite_code() for _ in range(INVITE_CODE_DRAWS)]],
+            )
+            (user_id,) = cursor.fetchone()
+        if user_id is None:
+            raise Retry("every invite code drawn was taken")
+        if fields:
+            self.filter(pk=user_id).update(**fields)
+        return self.select_related("invited_by").get(pk=user_id)
 
     def create_superuser(self, phone: str, password: str | None = None, **fields: Any) -> "User":
         fields.update(is_staff=True, is_superuser=True)
@@ -75,9 +79,17 @@ class User(AbstractBaseUser, PermissionsMixin):
         related_name="referrals",
     )
     invite_activated_at = models.DateTimeField("invite activated at", null=True, blank=True)
-    is_staff = models.BooleanField("staff status", default=False)
-    is_active = models.BooleanField("active", default=True)
-    date_joined = models.DateTimeField("date joined", default=timezone.now)
+    # Database defaults too: users_create_user names only the columns it sets.
+    is_staff = models.BooleanField("staff status", default=False, db_default=False)
+    is_active = models.BooleanField("active", default=True, db_default=True)
+    is_superuser = models.BooleanField(
+        "superuser status",
+        default=False,
+        db_default=False,
+        help_text="Designates that this user has all permissions without "
+        "explicitly assigning them.",
+    )
+    date_joined = models.DateTimeField("date joined", db_default=Now())
 
     objects: ClassVar[UserManager] = UserManager()
 
@@ -123,7 +135,7 @@ class OtpChallenge(models.Model):
 
     phone = models.CharField(max_length=16, unique=True)
     code_hash = models.CharField(max_length=64)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(db_default=Now())
     expires_at = models.DateTimeField()
     attempts = models.PositiveIntegerField(default=0)
 
@@ -137,8 +149,9 @@ class OtpChallenge(models.Model):
 class RateLimit(models.Model):
     """A sliding-window log of recent events for one key ("send:phone:+1...").
 
-    `hits` holds the epoch seconds of the events still inside the window, at most
-    `limit` of them. Callers lock the row, so every worker sees one count.
+    `hits` holds the epoch seconds (the database's clock) of the events still inside
+    the window, at most `limit` of them. Callers lock the row, so every worker sees one
+    count (users/sql/windows.sql).
     """
 
     key = models.CharField(max_length=80, unique=True)
@@ -154,7 +167,7 @@ class SendTotal(models.Model):
 
     OTP_MAX_SENDS_TOTAL is split evenly between the shards and each send takes room
     in one of them, so concurrent sends lock different rows instead of queueing on
-    one; the sum can never pass the cap (users/services/codes.py).
+    one; the sum can never pass the cap (users_issue_code in users/sql/sign_in.sql).
     """
 
     SHARDS = 16
@@ -181,7 +194,7 @@ class RefreshToken(models.Model):
 
     token_hash = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="refresh_tokens")
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(db_default=Now(), db_index=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     rotated = models.BooleanField(default=False)
 

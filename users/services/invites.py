@@ -10,13 +10,13 @@ import re
 
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
+from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 
 from users import throttle
-from users.errors import DomainError, ErrorCode, Forbidden
+from users.errors import DomainError, ErrorCode, Forbidden, Retry
 from users.models import INVITE_ALPHABET, INVITE_LENGTH, User, sql_names
-from users.services.unit import Retry, use_case
+from users.services.unit import use_case
 
 HOUR = 3600
 INVITE_SHAPE = re.compile(rf"[{INVITE_ALPHABET}]{{{INVITE_LENGTH}}}")
@@ -37,8 +37,9 @@ def _owner(*, phone: str, invite_code: str) -> User:
     Past INVITE_MAX_FAILED_PER_HOUR misses the person gets RATE_LIMITED, so codes
     cannot be probed by trying them; the refusal commits the count.
     """
-    misses = throttle.lock(f"invite:phone:{phone}", window=HOUR)
-    wait = misses.wait(limit=settings.INVITE_MAX_FAILED_PER_HOUR)
+    misses = f"invite:phone:{phone}"
+    limit = settings.INVITE_MAX_FAILED_PER_HOUR
+    wait = throttle.check(misses, limit=limit, window=HOUR)  # locked until the decision
     if wait:
         raise DomainError(
             ErrorCode.RATE_LIMITED,
@@ -49,7 +50,7 @@ def _owner(*, phone: str, invite_code: str) -> User:
     code = normalize_invite_code(invite_code)
     owner = User.objects.filter(invite_code=code, is_active=True).first() if code else None
     if owner is None:
-        misses.add(keep=settings.INVITE_MAX_FAILED_PER_HOUR)
+        throttle.take(misses, limit=limit, window=HOUR)
         raise DomainError(
             ErrorCode.INVITE_NOT_FOUND,
             _("No user has this invite code."),
@@ -59,9 +60,9 @@ def _owner(*, phone: str, invite_code: str) -> User:
     return owner
 
 
-def owner_for_new_user(*, phone: str, invite_code: str | None) -> User | None:
+def owner_for_new_user(*, phone: str, invite_code: str) -> User:
     """The inviter of a user being created now (a new user cannot close a cycle)."""
-    return None if invite_code is None else _owner(phone=phone, invite_code=invite_code)
+    return _owner(phone=phone, invite_code=invite_code)
 
 
 def _root_of(user_id: int) -> int | None:
@@ -117,6 +118,7 @@ def activate(*, user_id: int, invite_code: str) -> User:
         u.pk: u
         for u in User.objects.select_for_update(of=("self",))
         .select_related("invited_by")
+        .annotate(db_now=Now())
         .filter(pk__in={user_id, root_id})
         .order_by("pk")
     }
@@ -132,7 +134,7 @@ def activate(*, user_id: int, invite_code: str) -> User:
             field="inviteCode",
         )
     user.invited_by = owner
-    user.invite_activated_at = timezone.now()
+    user.invite_activated_at = user.db_now  # the database's clock, read with the lock
     user.save(update_fields=["invited_by", "invite_activated_at"])
     return user
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.utils import timezone
+from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 
 from users.access_tokens import issue_access_token
@@ -67,45 +67,54 @@ def _invalid_token(*, commit: bool = False) -> DomainError:
     )
 
 
-def _locked(refresh_token: str) -> RefreshToken | None:
+def _locked(refresh_token: str) -> tuple[RefreshToken | None, datetime | None]:
+    """The token's row, locked, and the database's clock, which every expiry and grace
+    period here is measured by."""
     if not REFRESH_TOKEN_SHAPE.fullmatch(refresh_token):
-        return None
+        return None, None
     # The user comes with their inviter: the new tokens' profile shows the code they
     # activated. Only the token's own row is locked.
-    return (
+    refresh = (
         RefreshToken.objects.select_for_update(of=("self",))
         .select_related("user__invited_by")
+        .annotate(db_now=Now())
         .filter(token_hash=token_hash(refresh_token))
         .first()
     )
+    if refresh is None:
+        return None, None
+    now: datetime = refresh.db_now
+    return refresh, now
 
 
-def _live(refresh: RefreshToken | None) -> RefreshToken:
-    if refresh is None or refresh.revoked_at is not None or not refresh.user.is_active:
+def _live(refresh: RefreshToken | None, now: datetime | None) -> tuple[RefreshToken, datetime]:
+    if refresh is None or now is None or refresh.revoked_at is not None:
         raise _invalid_token()
-    if timezone.now() - refresh.created_at >= timedelta(seconds=settings.REFRESH_TOKEN_EXPIRATION):
+    if not refresh.user.is_active:
         raise _invalid_token()
-    return refresh
+    if now - refresh.created_at >= timedelta(seconds=settings.REFRESH_TOKEN_EXPIRATION):
+        raise _invalid_token()
+    return refresh, now
 
 
 @use_case
 def rotate(*, refresh_token: str) -> tuple[User, Tokens]:
     """Revoke `refresh_token` as rotated and issue new tokens."""
-    refresh = _locked(refresh_token)
-    if refresh is not None and refresh.rotated:
+    refresh, now = _locked(refresh_token)
+    if refresh is not None and now is not None and refresh.rotated:
         assert refresh.revoked_at is not None
-        if timezone.now() - refresh.revoked_at >= REUSE_GRACE:
+        if now - refresh.revoked_at >= REUSE_GRACE:
             revoked = RefreshToken.objects.filter(
                 user_id=refresh.user_id, revoked_at__isnull=True
-            ).update(revoked_at=timezone.now())
+            ).update(revoked_at=Now())
             logger.warning(
                 "a rotated refresh token came back: user %s signed out on %s devices",
                 refresh.user_id,
                 revoked,
             )
             raise _invalid_token(commit=True)
-    refresh = _live(refresh)
-    refresh.revoked_at = timezone.now()
+    refresh, now = _live(refresh, now)
+    refresh.revoked_at = now
     refresh.rotated = True
     refresh.save(update_fields=["revoked_at", "rotated"])
     return refresh.user, issue(user=refresh.user)
@@ -114,12 +123,12 @@ def rotate(*, refresh_token: str) -> tuple[User, Tokens]:
 @use_case
 def revoke(*, refresh_token: str) -> None:
     """Sign out: revoke one live refresh token."""
-    refresh = _live(_locked(refresh_token))
-    refresh.revoked_at = timezone.now()
+    refresh, now = _live(*_locked(refresh_token))
+    refresh.revoked_at = now
     refresh.save(update_fields=["revoked_at"])
 
 
 def delete_expired() -> int:
-    cutoff = timezone.now() - timedelta(seconds=settings.REFRESH_TOKEN_EXPIRATION)
+    cutoff = Now() - timedelta(seconds=settings.REFRESH_TOKEN_EXPIRATION)
     deleted, _by_model = RefreshToken.objects.filter(created_at__lt=cutoff).delete()
     return deleted

@@ -10,7 +10,8 @@ so a use case's body reads as the rule it implements:
   commits, then raises the error;
 - it runs again, at most RETRIES times in all, when PostgreSQL ended the transaction
   to break a deadlock (40P01) or a serialisation conflict (40001), or when the use
-  case raised `Retry` because what it read changed before it could lock it. If the
+  case raised `Retry` because what it read changed before it could lock it (or every
+  invite code it drew for a new user was taken). If the
   last run still fails that way, the error goes out: the API answers
   SERVICE_UNAVAILABLE, a moment's contention and not the caller's fault.
 """
@@ -20,14 +21,12 @@ from collections.abc import Callable
 
 from django.db import OperationalError, transaction
 
-from users.errors import DomainError
+from users.errors import DomainError, Retry
+
+__all__ = ["Retry", "retrying", "use_case"]
 
 RETRIES = 3
 RETRYABLE = {"40P01", "40001"}
-
-
-class Retry(Exception):
-    """What the use case read changed before it could lock it: run it again."""
 
 
 def _retryable(error: Exception) -> bool:

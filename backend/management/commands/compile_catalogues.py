@@ -10,6 +10,7 @@ class Command(BaseCommand):
         "Compile the translation catalogues (locale/*/LC_MESSAGES/*.po) to .mo files, "
         "without GNU gettext. Only catalogues newer than their .mo are compiled."
     )
+    requires_system_checks = []  # a build step: it needs no database and no SMS settings
 
     def handle(self, *args: object, **options: object) -> None:
         for directory in settings.LOCALE_PATHS:

@@ -1,0 +1,299 @@
+-- The rules that must be atomic: a send, a code check, a sign-in. This file is their
+-- only text; users/services/codes.py calls these functions and turns their refusals
+-- into errors. Each runs as one statement (one round trip instead of about ten ORM
+-- statements), or inside the caller's transaction where the sign-in activates an
+-- invite (users/services/invites.py).
+--
+-- Time is the database's clock, now(): every window, expiry and the service's hour,
+-- so hosts whose clocks differ enforce the same limits.
+--
+-- Lock order. Every transaction takes the rows it locks in this order, and so queues
+-- behind another instead of deadlocking (a deadlock PostgreSQL still reports is retried
+-- by users/services/unit.py):
+--   1. the phone's send counter            send:phone:<phone>
+--   2. the phone's delivery-attempt counter try:phone:<phone>
+--   3. the phone's wrong-guess counter      fail:phone:<phone>
+--   4. the client address's send counter    send:ip:<address>
+--   5. one shard of the service's hourly count (users_sendtotal)
+--   6. the phone's code                     users_otpchallenge
+--   7. the phone's invite-miss counter      invite:phone:<phone>
+--   8. users, in id order                   users_user
+-- A transaction may skip any of them, never go back up the list. A send takes 1, 2,
+-- 4, 5, 6 (it reads 3 without a lock); a failed delivery's undo 1, 6; a code check
+-- 3, 6; a sign-in with an invite 3, 6, 7, 8.
+--
+-- Installed by users.sql (after every migrate); a test compares the database's
+-- functions with this file.
+
+-- Seconds until the phone may be sent another code: its hourly count (`per_phone`
+-- sends that were delivered) and its delivery attempts (at most `attempts` an hour,
+-- `cooldown` apart, whatever became of them). Reads without locking.
+CREATE OR REPLACE FUNCTION users_resend_wait(
+    p_phone text, p_per_phone integer, p_attempts integer, p_cooldown integer
+) RETURNS integer LANGUAGE sql AS $$
+    SELECT greatest(
+        users_window_check('send:phone:' || p_phone, p_per_phone, 3600, 0, false),
+        users_window_check('try:phone:' || p_phone, p_attempts, 3600, p_cooldown, false)
+    )
+$$;
+
+-- A send: the phone's limits, its lock after wrong guesses (a locked phone gets no code:
+-- it could not be used), the client address's limit, one room in the service's hourly
+-- count (OTP_MAX_SENDS_TOTAL, split over `p_shards` rows so that concurrent sends do
+-- not queue on one), then the code, which replaces the phone's previous one.
+-- refusal: NULL, 'rate_limited', 'phone_locked' or 'service_cap' (then `first` says
+-- whether this is the first refusal of the hour, across every worker and host).
+CREATE OR REPLACE FUNCTION users_issue_code(
+    p_phone text, p_code_hash text, p_client_key text, p_ttl integer, p_cooldown integer,
+    p_per_phone integer, p_attempts integer, p_max_failed integer, p_per_client integer,
+    p_total integer, p_shards integer
+) RETURNS TABLE (
+    refusal text, wait integer, retry_after integer, counted_at double precision,
+    created_at timestamptz, expires_at timestamptz, first boolean
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now double precision := extract(epoch FROM now());
+    v_hour bigint := floor(v_now / 3600) * 3600;
+    v_sends_row bigint;
+    v_sends double precision[];
+    v_tries_row bigint;
+    v_tries double precision[];
+    v_client_row bigint;
+    v_client double precision[];
+    v_wait integer;
+    v_shards integer := least(p_shards, p_total);
+    v_base integer;
+    v_extra integer;
+    v_shard integer;
+BEGIN
+    SELECT w.row_id, w.hits INTO v_sends_row, v_sends
+    FROM users_window_lock('send:phone:' || p_phone, v_now - 3600) w;
+    SELECT w.row_id, w.hits INTO v_tries_row, v_tries
+    FROM users_window_lock('try:phone:' || p_phone, v_now - 3600) w;
+    v_wait := greatest(
+        users_window_wait(v_sends, p_per_phone, 3600, 0, v_now),
+        users_window_wait(v_tries, p_attempts, 3600, p_cooldown, v_now)
+    );
+    IF v_wait > 0 THEN
+        RETURN QUERY SELECT 'rate_limited', v_wait, NULL::integer, NULL::float8,
+            NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+        RETURN;
+    END IF;
+
+    v_wait := users_window_check('fail:phone:' || p_phone, p_max_failed, 86400, 0, false);
+    IF v_wait > 0 THEN
+        RETURN QUERY SELECT 'phone_locked', v_wait, NULL::integer, NULL::float8,
+            NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+        RETURN;
+    END IF;
+
+    IF p_client_key IS NOT NULL THEN
+        SELECT w.row_id, w.hits INTO v_client_row, v_client
+        FROM users_window_lock('send:ip:' || p_client_key, v_now - 3600) w;
+        v_wait := users_window_wait(v_client, p_per_client, 3600, 0, v_now);
+        IF v_wait > 0 THEN
+            RETURN QUERY SELECT 'rate_limited', v_wait, NULL::integer, NULL::float8,
+                NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+            RETURN;
+        END IF;
+    END IF;
+
+    -- Room in the service's count for this hour: a random shard, or any with room
+    -- that no one holds, or any with room at all; the cap is reached exactly.
+    IF v_shards > 0 THEN
+        v_base := p_total / v_shards;
+        v_extra := mod(p_total, v_shards);
+        v_shard := floor(random() * v_shards)::integer;
+        INSERT INTO users_sendtotal AS t (hour, shard, count) VALUES (v_hour, v_shard, 1)
+        ON CONFLICT (hour, shard) DO UPDATE SET count = t.count + 1
+        WHERE t.count < v_base + (t.shard < v_extra)::integer;
+        IF NOT FOUND THEN
+            INSERT INTO users_sendtotal (hour, shard, count)
+            SELECT v_hour, s, 0 FROM generate_series(0, v_shards - 1) AS s
+            ON CONFLICT (hour, shard) DO NOTHING;
+            UPDATE users_sendtotal SET count = count + 1 WHERE id = (
+                SELECT id FROM users_sendtotal
+                WHERE hour = v_hour AND shard < v_shards
+                    AND count < v_base + (shard < v_extra)::integer
+                ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED
+            );
+            IF NOT FOUND THEN  -- every shard with room is held by a send that may roll back
+                UPDATE users_sendtotal SET count = count + 1 WHERE id = (
+                    SELECT id FROM users_sendtotal
+                    WHERE hour = v_hour AND shard < v_shards
+                        AND count < v_base + (shard < v_extra)::integer
+                    ORDER BY shard LIMIT 1 FOR UPDATE
+                );
+            END IF;
+        END IF;
+    END IF;
+    IF v_shards <= 0 OR NOT FOUND THEN
+        -- One note per hour, whoever hits the cap first: the caller logs one WARNING.
+        INSERT INTO users_ratelimit (key, hits, expires_at)
+        VALUES ('send:total:reached:' || v_hour, '[]', to_timestamp(v_hour + 3600))
+        ON CONFLICT (key) DO NOTHING;
+        RETURN QUERY SELECT 'service_cap', greatest(1, ceil(v_hour + 3600 - v_now)::integer),
+            NULL::integer, NULL::float8, NULL::timestamptz, NULL::timestamptz, FOUND;
+        RETURN;
+    END IF;
+
+    -- Every limit has room: count the send and store the code.
+    PERFORM users_window_record(v_sends_row, v_sends, v_now, p_per_phone, 3600);
+    PERFORM users_window_record(v_tries_row, v_tries, v_now, p_attempts, 3600);
+    IF v_client_row IS NOT NULL THEN
+        PERFORM users_window_record(v_client_row, v_client, v_now, p_per_client, 3600);
+    END IF;
+    INSERT INTO users_otpchallenge AS c (phone, code_hash, created_at, expires_at, attempts)
+    VALUES (p_phone, p_code_hash, now(), now() + make_interval(secs => p_ttl), 0)
+    ON CONFLICT (phone) DO UPDATE SET code_hash = excluded.code_hash,
+        created_at = excluded.created_at, expires_at = excluded.expires_at, attempts = 0;
+    RETURN QUERY SELECT NULL::text, 0,
+        greatest(
+            users_window_wait(v_sends || v_now, p_per_phone, 3600, 0, v_now),
+            users_window_wait(v_tries || v_now, p_attempts, 3600, p_cooldown, v_now)
+        ),
+        v_now, now(), now() + make_interval(secs => p_ttl), NULL::boolean;
+END
+$$;
+
+-- Undo what a send did after its delivery failed: the phone's hourly count forgets the
+-- send (the person did nothing wrong) and its code, unless a newer send has replaced
+-- it, is deleted. The delivery attempt stays counted: the cooldown still holds and
+-- the attempts' ceiling too, whatever the provider answered. The wait to try again.
+CREATE OR REPLACE FUNCTION users_void_code(
+    p_phone text, p_counted_at double precision, p_created_at timestamptz,
+    p_per_phone integer, p_attempts integer, p_cooldown integer
+) RETURNS integer LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM users_window_lock('send:phone:' || p_phone, 0);
+    PERFORM users_window_forget('send:phone:' || p_phone, p_counted_at);
+    DELETE FROM users_otpchallenge WHERE phone = p_phone AND created_at = p_created_at;
+    RETURN users_resend_wait(p_phone, p_per_phone, p_attempts, p_cooldown);
+END
+$$;
+
+-- Check a code against the phone's live one, locking the phone's wrong-guess counter,
+-- then its code. A wrong code is counted against the code and the phone, and that
+-- count must be committed by the caller even though the answer is a refusal: it is
+-- what caps guessing. refusal: NULL (right: `challenge_id` is the code's row, still
+-- locked), 'phone_locked', 'no_code', 'dead_code' (`wait`: the wait to resend),
+-- 'expired' or 'wrong_code'.
+CREATE OR REPLACE FUNCTION users_check_code(
+    p_phone text, p_code_hash text, p_max_attempts integer, p_max_failed integer,
+    p_per_phone integer, p_attempts integer, p_cooldown integer
+) RETURNS TABLE (refusal text, wait integer, challenge_id bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now double precision := extract(epoch FROM now());
+    v_failures_row bigint;
+    v_failures double precision[];
+    v_challenge users_otpchallenge;
+    v_wait integer;
+BEGIN
+    SELECT w.row_id, w.hits INTO v_failures_row, v_failures
+    FROM users_window_lock('fail:phone:' || p_phone, v_now - 86400) w;
+    SELECT * INTO v_challenge FROM users_otpchallenge c WHERE c.phone = p_phone FOR UPDATE;
+
+    v_wait := users_window_wait(v_failures, p_max_failed, 86400, 0, v_now);
+    IF v_wait > 0 THEN
+        RETURN QUERY SELECT 'phone_locked', v_wait, NULL::bigint;
+    ELSIF v_challenge.id IS NULL THEN
+        RETURN QUERY SELECT 'no_code', 0, NULL::bigint;
+    ELSIF v_challenge.attempts >= p_max_attempts THEN
+        RETURN QUERY SELECT 'dead_code',
+            users_resend_wait(p_phone, p_per_phone, p_attempts, p_cooldown), NULL::bigint;
+    ELSIF v_challenge.expires_at <= now() THEN
+        RETURN QUERY SELECT 'expired', 0, NULL::bigint;
+    ELSIF v_challenge.code_hash <> p_code_hash THEN
+        UPDATE users_otpchallenge SET attempts = attempts + 1 WHERE id = v_challenge.id;
+        PERFORM users_window_record(v_failures_row, v_failures, v_now, p_max_failed, 86400);
+        RETURN QUERY SELECT 'wrong_code', 0, NULL::bigint;
+    ELSE
+        RETURN QUERY SELECT NULL::text, 0, v_challenge.id;
+    END IF;
+END
+$$;
+
+-- A new user with the first free invite code of `p_codes` (drawn by the caller with
+-- `secrets`), invited by `p_inviter` if set, signed in now if `p_signed_in`; NULL when
+-- every code drawn was taken (the caller draws again). The columns not named here
+-- have database defaults (users/models.py: db_default).
+CREATE OR REPLACE FUNCTION users_create_user(
+    p_phone text, p_password text, p_codes text[], p_inviter bigint, p_signed_in boolean
+) RETURNS users_user LANGUAGE plpgsql AS $$
+DECLARE
+    v_candidate text;
+    v_user users_user;
+BEGIN
+    FOREACH v_candidate IN ARRAY p_codes LOOP
+        BEGIN
+            INSERT INTO users_user (phone, password, invite_code, invited_by_id,
+                invite_activated_at, last_login)
+            VALUES (p_phone, p_password, v_candidate, p_inviter,
+                CASE WHEN p_inviter IS NOT NULL THEN now() END,
+                CASE WHEN p_signed_in THEN now() END)
+            RETURNING * INTO v_user;
+            RETURN v_user;
+        EXCEPTION WHEN unique_violation THEN
+            IF EXISTS (SELECT 1 FROM users_user u WHERE u.phone = p_phone) THEN
+                RAISE;  -- the phone, not the invite code
+            END IF;
+        END;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+-- A sign-in: the code check above, then the user (created on the first sign-in, with
+-- `p_inviter` as inviter when the caller has checked the invite), the refresh token,
+-- last_login, and the code deleted (single use). refusal: those of users_check_code,
+-- 'disabled', or 'no_invite_code' (every invite code drawn was taken: draw again).
+CREATE OR REPLACE FUNCTION users_sign_in(
+    p_phone text, p_code_hash text, p_max_attempts integer, p_max_failed integer,
+    p_per_phone integer, p_attempts integer, p_cooldown integer,
+    p_invite_codes text[], p_password text, p_token_hash text, p_inviter bigint
+) RETURNS TABLE (
+    refusal text, wait integer, user_id bigint, invite_code text, inviter_code text,
+    invite_activated_at timestamptz, date_joined timestamptz, is_new boolean
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_check record;
+    v_user users_user;
+    v_new boolean := false;
+BEGIN
+    SELECT * INTO v_check FROM users_check_code(p_phone, p_code_hash, p_max_attempts,
+        p_max_failed, p_per_phone, p_attempts, p_cooldown);
+    IF v_check.refusal IS NOT NULL THEN
+        RETURN QUERY SELECT v_check.refusal, v_check.wait, NULL::bigint, NULL, NULL,
+            NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+        RETURN;
+    END IF;
+
+    SELECT * INTO v_user FROM users_user u WHERE u.phone = p_phone;
+    IF v_user.id IS NOT NULL THEN
+        IF NOT v_user.is_active THEN
+            RETURN QUERY SELECT 'disabled', 0, NULL::bigint, NULL, NULL,
+                NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+            RETURN;
+        END IF;
+        UPDATE users_user SET last_login = now() WHERE id = v_user.id;
+    ELSE
+        v_user := users_create_user(p_phone, p_password, p_invite_codes, p_inviter, true);
+        IF v_user.id IS NULL THEN
+            RETURN QUERY SELECT 'no_invite_code', 0, NULL::bigint, NULL, NULL,
+                NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+            RETURN;
+        END IF;
+        v_new := true;
+    END IF;
+
+    DELETE FROM users_otpchallenge WHERE id = v_check.challenge_id;
+    INSERT INTO users_refreshtoken (token_hash, user_id, created_at, revoked_at, rotated)
+    VALUES (p_token_hash, v_user.id, now(), NULL, false);
+    RETURN QUERY SELECT NULL::text, 0, v_user.id, v_user.invite_code::text,
+        (SELECT i.invite_code::text FROM users_user i WHERE i.id = v_user.invited_by_id),
+        v_user.invite_activated_at, v_user.date_joined, v_new;
+END
+$$;
