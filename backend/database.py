@@ -22,11 +22,17 @@ referrals, the signed-in user) goes through `run`. It
 - refuses to start work for a request that has already answered (`request_scope`).
   When one field of a query fails, graphql-core answers at once while sibling fields
   may still be running; without this their database work would start after the
-  request, on a thread nothing cleans up, holding a connection nothing gives back.
+  request, on a thread nothing cleans up, holding a connection nothing gives back;
+- hands work that finished after its request gave up on it (the deadline passed, or
+  the client left) to `if_abandoned`, on the work's thread with its connection: a
+  sign-in that committed while its answer said SERVICE_UNAVAILABLE is kept so that
+  the person's retry finds it (users.services.codes.keep_unanswered).
 """
 
 import asyncio
 import contextvars
+import logging
+import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +42,8 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
+
+logger = logging.getLogger(__name__)
 
 QUEUE_TIMEOUT = 2.0
 
@@ -107,7 +115,25 @@ def _slots_of(loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
     return slots
 
 
-async def run[T](fn: Callable[..., T], /, **kwargs: Any) -> T:
+class _Handoff:
+    """Who gets the work's result, decided once under a lock: the request that waits
+    for it, or, if that request gave up first, `if_abandoned`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.taken = False
+        self.abandoned = False
+
+    def give_up(self) -> bool:
+        """The request stops waiting; False if the result is already its own."""
+        with self.lock:
+            self.abandoned = not self.taken
+            return self.abandoned
+
+
+async def run[T](
+    fn: Callable[..., T], /, *, if_abandoned: Callable[[T], object] | None = None, **kwargs: Any
+) -> T:
     """Run `fn(**kwargs)`, which uses the database, in a thread; see the module docstring."""
     scope = _scope.get(None)
     if scope is not None and scope.ended:
@@ -120,11 +146,21 @@ async def run[T](fn: Callable[..., T], /, **kwargs: Any) -> T:
     except TimeoutError:
         raise DatabaseBusy(fn.__name__) from None
 
+    handoff = _Handoff()
+
     def work() -> T:
         try:
             if scope is not None and scope.ended:  # queued behind work that outlived it
                 raise RequestEnded(fn.__name__)
-            return fn(**kwargs)
+            result = fn(**kwargs)
+            with handoff.lock:
+                handoff.taken = not handoff.abandoned
+            if not handoff.taken and if_abandoned is not None:
+                try:
+                    if_abandoned(result)
+                except Exception:
+                    logger.exception("%s: keeping an answer nobody received failed", fn.__name__)
+            return result
         finally:
             release_connection()
             with suppress(RuntimeError):  # the loop has closed: nobody waits for the slot
@@ -140,9 +176,15 @@ async def run[T](fn: Callable[..., T], /, **kwargs: Any) -> T:
         async with asyncio.timeout(deadline):
             return await asyncio.shield(task)
     except TimeoutError:
+        if not handoff.give_up():  # it finished as the deadline passed: answer it
+            return await task
         # The task, and the slot, end when the database answers.
         task.add_done_callback(_consume)
         raise DatabaseTimeout(fn.__name__) from None
+    except asyncio.CancelledError:  # the client left: nobody will read the answer
+        handoff.give_up()
+        task.add_done_callback(_consume)
+        raise
 
 
 def _consume(task: "asyncio.Future[Any]") -> None:

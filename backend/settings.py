@@ -158,6 +158,7 @@ if DATABASE_URL:
             f"DATABASE_URL: {scheme!r} is not PostgreSQL, the only database the service "
             "runs on (postgres://user@host:5432/name)"
         )
+    DATABASES["default"]["ENGINE"] = "backend.postgresql"  # Django's, with a pool check
 else:
     DATABASES = {"default": {"ENGINE": "backend.embedded", "NAME": "app", "USER": "postgres"}}
 # Django's psycopg pool: connections are reused across requests under ASGI.
@@ -174,6 +175,8 @@ if DATABASE_TIMEOUT:
         f" -c idle_in_transaction_session_timeout={milliseconds * 2}"
     )
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Each connection is tried (an empty query) as it leaves the pool, so one the server
+# closed, as a restart does, is replaced before a request uses it (backend/postgresql).
 DATABASES["default"].setdefault("OPTIONS", {}).update(
     {
         "connect_timeout": 2,

@@ -58,7 +58,11 @@ class Mutation:
         self, phone: str, code: str, invite_code: str | None = None
     ) -> AuthPayload:
         signed_in = await database.run(
-            codes.verify_code, phone=phone, code=code, invite_code=invite_code
+            codes.verify_code,
+            phone=phone,
+            code=code,
+            invite_code=invite_code,
+            if_abandoned=codes.keep_unanswered,
         )
         return auth_payload(signed_in.user, signed_in.tokens, is_new_user=signed_in.is_new_user)
 

@@ -389,6 +389,58 @@ class Cluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
 
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "postgres.log"
+
+    def start(self) -> None:
+        """Start the postmaster on this cluster's data and port (it appends to the log)."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    self.bindir / "postgres",
+                    "-D",
+                    self.directory / "data",
+                    "-p",
+                    str(self.port),
+                    f"--unix_socket_directories={self.directory}",
+                    *POSTGRES_OPTIONS,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **_as_postgres(),
+            )
+
+    def wait_until_accepting(self, timeout: float = 30.0) -> None:
+        """Until the server takes a connection (it has started or restarted)."""
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(
+                    host="127.0.0.1",
+                    port=self.port,
+                    user=self.user,
+                    dbname="postgres",
+                    connect_timeout=2,
+                ).close()
+                return
+            except psycopg.OperationalError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = self.log_path.read_text()
+                    raise RuntimeError(f"PostgreSQL did not start:\n{log}") from None
+                time.sleep(0.1)
+
+    def restart(self) -> None:
+        """What `pg_ctl restart` does: a fast shutdown, then a start on the same data and
+        port; every connection the server had is closed."""
+        _stop_postgres(self.process)
+        self.start()
+        self.wait_until_accepting()
+
     @contextlib.contextmanager
     def frozen(self):
         self.freeze()
@@ -428,7 +480,6 @@ def throwaway_postgres(migrate_env: dict | None = None):
     if account is not None:
         os.chown(directory, account.pw_uid, account.pw_gid)
     cluster = Cluster(bindir=bindir, directory=directory, port=free_port())
-    log_path = directory / "postgres.log"
     try:
         subprocess.run(
             [bindir / "initdb", "-D", directory / "data", "-U", cluster.user, *INITDB_OPTIONS],
@@ -436,24 +487,8 @@ def throwaway_postgres(migrate_env: dict | None = None):
             check=True,
             **_as_postgres(),
         )
-        with open(log_path, "wb") as log:
-            cluster.process = subprocess.Popen(
-                [
-                    bindir / "postgres",
-                    "-D",
-                    directory / "data",
-                    "-p",
-                    str(cluster.port),
-                    f"--unix_socket_directories={directory}",
-                    *POSTGRES_OPTIONS,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **_as_postgres(),
-            )
-        _create_database(cluster, log_path)
+        cluster.start()
+        _create_database(cluster)
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput"],
             cwd=PROJECT_ROOT,
@@ -469,26 +504,14 @@ def throwaway_postgres(migrate_env: dict | None = None):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _create_database(cluster: Cluster, log_path: Path) -> None:
+def _create_database(cluster: Cluster) -> None:
     import psycopg
 
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with psycopg.connect(
-                host="127.0.0.1",
-                port=cluster.port,
-                user=cluster.user,
-                dbname="postgres",
-                autocommit=True,
-                connect_timeout=2,
-            ) as admin:
-                admin.execute(f'CREATE DATABASE "{cluster.database}"')
-            return
-        except psycopg.OperationalError:
-            if cluster.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"PostgreSQL did not start:\n{log_path.read_text()}") from None
-            time.sleep(0.1)
+    cluster.wait_until_accepting()
+    with psycopg.connect(
+        host="127.0.0.1", port=cluster.port, user=cluster.user, dbname="postgres", autocommit=True
+    ) as admin:
+        admin.execute(f'CREATE DATABASE "{cluster.database}"')
 
 
 def _stop_postgres(process: subprocess.Popen) -> None:

@@ -127,7 +127,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
 
 class OtpChallenge(models.Model):
-    """The one live code of a phone: a new send replaces it, success deletes it.
+    """The one live code of a phone: a new send replaces it, a sign-in deletes it.
 
     Only an HMAC of the code is kept. `attempts` counts wrong guesses at this code;
     every check locks the row, so concurrent guesses are counted one by one.
@@ -138,6 +138,13 @@ class OtpChallenge(models.Model):
     created_at = models.DateTimeField(db_default=Now())
     expires_at = models.DateTimeField()
     attempts = models.PositiveIntegerField(default=0)
+    # A sign-in with this code happened, but its answer never reached the person (the
+    # request had given up waiting for the database): the code, put back, signs this
+    # user in once more, as the sign-in it was (users_keep_unanswered_sign_in).
+    unanswered_user = models.ForeignKey(
+        "User", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    unanswered_new_user = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         indexes = [models.Index(fields=["expires_at"], name="otp_expires_idx")]

@@ -1,10 +1,9 @@
-"""Django's PostgreSQL backend, on the embedded server (see the package's docstring)."""
+"""The project's PostgreSQL backend (backend/postgresql), on the embedded server."""
 
 from typing import Any
 
-from django.db.backends.postgresql import base
-
 from backend import embedded
+from backend.postgresql import base
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

@@ -215,6 +215,11 @@ class SignIn:
     user: User
     tokens: tokens.Tokens
     is_new_user: bool
+    # What keep_unanswered needs, should this answer never reach the person.
+    phone: str
+    code_hash: str
+    code_expires_at: datetime
+    refresh_token_hash: str
 
 
 def _too_many_attempts(wait: int) -> DomainError:
@@ -282,12 +287,13 @@ def _check_code(*, phone: str, code: str) -> None:
 def _sign_in(*, phone: str, code: str, inviter_id: int | None = None) -> SignIn:
     """users_sign_in: check the code and sign in, creating the user on the first success."""
     refresh_token, refresh_token_hash = tokens.new_refresh_token()
+    hashed = code_hash(phone, code)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT * FROM users_sign_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 phone,
-                code_hash(phone, code),
+                hashed,
                 *_check_limits(),
                 [new_invite_code() for _ in range(INVITE_CODE_DRAWS)],
                 make_password(None),
@@ -295,9 +301,17 @@ def _sign_in(*, phone: str, code: str, inviter_id: int | None = None) -> SignIn:
                 inviter_id,
             ],
         )
-        (refusal, wait, user_id, invite_code, inviter_code, activated_at, joined, is_new) = (
-            cursor.fetchone()
-        )
+        (
+            refusal,
+            wait,
+            user_id,
+            invite_code,
+            inviter_code,
+            activated_at,
+            joined,
+            is_new,
+            expires,
+        ) = cursor.fetchone()
     if refusal is not None:
         raise _refused(refusal, wait)
     user = User(
@@ -309,7 +323,33 @@ def _sign_in(*, phone: str, code: str, inviter_id: int | None = None) -> SignIn:
     )
     if inviter_code is not None:
         user.invited_by = User(invite_code=inviter_code)  # what a profile shows of them
-    return SignIn(user=user, tokens=tokens.issued(user_id, refresh_token), is_new_user=bool(is_new))
+    return SignIn(
+        user=user,
+        tokens=tokens.issued(user_id, refresh_token),
+        is_new_user=bool(is_new),
+        phone=phone,
+        code_hash=hashed,
+        code_expires_at=expires,
+        refresh_token_hash=refresh_token_hash,
+    )
+
+
+def keep_unanswered(signed_in: SignIn) -> None:
+    """The sign-in was made but its answer never reached the person (the request gave
+    up waiting for the database first): revoke its refresh token and put its code back,
+    so the same verifyCode signs them in (users_keep_unanswered_sign_in)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT users_keep_unanswered_sign_in(%s, %s, %s, %s, %s, %s)",
+            [
+                signed_in.phone,
+                signed_in.code_hash,
+                signed_in.code_expires_at,
+                signed_in.user.pk,
+                signed_in.is_new_user,
+                signed_in.refresh_token_hash,
+            ],
+        )
 
 
 _sign_in_alone = retrying(_sign_in)  # one statement, its own transaction

@@ -4,6 +4,10 @@ The `.sql` files here are the rules' only text (windows.sql: sliding-window limi
 sign_in.sql: a send, a code check, a sign-in, with the lock order). `install` runs them
 after every `migrate` (users.apps), each a `CREATE OR REPLACE FUNCTION`, so the
 database always holds what the files say; `differences` tells how it does not.
+
+`CREATE OR REPLACE` cannot change a function's arguments or result: a change to those
+comes with a migration that drops the old signature (0006 and 0007 show how); a test
+lists any function of the database that is not in the files.
 """
 
 from pathlib import Path

@@ -147,7 +147,8 @@ BEGIN
     INSERT INTO users_otpchallenge AS c (phone, code_hash, created_at, expires_at, attempts)
     VALUES (p_phone, p_code_hash, now(), now() + make_interval(secs => p_ttl), 0)
     ON CONFLICT (phone) DO UPDATE SET code_hash = excluded.code_hash,
-        created_at = excluded.created_at, expires_at = excluded.expires_at, attempts = 0;
+        created_at = excluded.created_at, expires_at = excluded.expires_at, attempts = 0,
+        unanswered_user_id = NULL, unanswered_new_user = false;
     RETURN QUERY SELECT NULL::text, 0,
         greatest(
             users_window_wait(v_sends || v_now, p_per_phone, 3600, 0, v_now),
@@ -178,11 +179,12 @@ $$;
 -- count must be committed by the caller even though the answer is a refusal: it is
 -- what caps guessing. refusal: NULL (right: `challenge_id` is the code's row, still
 -- locked), 'phone_locked', 'no_code', 'dead_code' (`wait`: the wait to resend),
--- 'expired' or 'wrong_code'.
+-- 'expired' or 'wrong_code'. `was_new_user`: the code is that of a sign-in whose
+-- answer was lost, which created the user (users_keep_unanswered_sign_in).
 CREATE OR REPLACE FUNCTION users_check_code(
     p_phone text, p_code_hash text, p_max_attempts integer, p_max_failed integer,
     p_per_phone integer, p_attempts integer, p_cooldown integer
-) RETURNS TABLE (refusal text, wait integer, challenge_id bigint)
+) RETURNS TABLE (refusal text, wait integer, challenge_id bigint, was_new_user boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_now double precision := extract(epoch FROM now());
@@ -197,20 +199,21 @@ BEGIN
 
     v_wait := users_window_wait(v_failures, p_max_failed, 86400, 0, v_now);
     IF v_wait > 0 THEN
-        RETURN QUERY SELECT 'phone_locked', v_wait, NULL::bigint;
+        RETURN QUERY SELECT 'phone_locked', v_wait, NULL::bigint, NULL::boolean;
     ELSIF v_challenge.id IS NULL THEN
-        RETURN QUERY SELECT 'no_code', 0, NULL::bigint;
+        RETURN QUERY SELECT 'no_code', 0, NULL::bigint, NULL::boolean;
     ELSIF v_challenge.attempts >= p_max_attempts THEN
         RETURN QUERY SELECT 'dead_code',
-            users_resend_wait(p_phone, p_per_phone, p_attempts, p_cooldown), NULL::bigint;
+            users_resend_wait(p_phone, p_per_phone, p_attempts, p_cooldown), NULL::bigint,
+            NULL::boolean;
     ELSIF v_challenge.expires_at <= now() THEN
-        RETURN QUERY SELECT 'expired', 0, NULL::bigint;
+        RETURN QUERY SELECT 'expired', 0, NULL::bigint, NULL::boolean;
     ELSIF v_challenge.code_hash <> p_code_hash THEN
         UPDATE users_otpchallenge SET attempts = attempts + 1 WHERE id = v_challenge.id;
         PERFORM users_window_record(v_failures_row, v_failures, v_now, p_max_failed, 86400);
-        RETURN QUERY SELECT 'wrong_code', 0, NULL::bigint;
+        RETURN QUERY SELECT 'wrong_code', 0, NULL::bigint, NULL::boolean;
     ELSE
-        RETURN QUERY SELECT NULL::text, 0, v_challenge.id;
+        RETURN QUERY SELECT NULL::text, 0, v_challenge.id, v_challenge.unanswered_new_user;
     END IF;
 END
 $$;
@@ -249,25 +252,28 @@ $$;
 -- `p_inviter` as inviter when the caller has checked the invite), the refresh token,
 -- last_login, and the code deleted (single use). refusal: those of users_check_code,
 -- 'disabled', or 'no_invite_code' (every invite code drawn was taken: draw again).
+-- `code_expires_at`: when the code would have expired, for users_keep_unanswered_sign_in.
 CREATE OR REPLACE FUNCTION users_sign_in(
     p_phone text, p_code_hash text, p_max_attempts integer, p_max_failed integer,
     p_per_phone integer, p_attempts integer, p_cooldown integer,
     p_invite_codes text[], p_password text, p_token_hash text, p_inviter bigint
 ) RETURNS TABLE (
     refusal text, wait integer, user_id bigint, invite_code text, inviter_code text,
-    invite_activated_at timestamptz, date_joined timestamptz, is_new boolean
+    invite_activated_at timestamptz, date_joined timestamptz, is_new boolean,
+    code_expires_at timestamptz
 )
 LANGUAGE plpgsql AS $$
 DECLARE
     v_check record;
     v_user users_user;
     v_new boolean := false;
+    v_expires timestamptz;
 BEGIN
     SELECT * INTO v_check FROM users_check_code(p_phone, p_code_hash, p_max_attempts,
         p_max_failed, p_per_phone, p_attempts, p_cooldown);
     IF v_check.refusal IS NOT NULL THEN
         RETURN QUERY SELECT v_check.refusal, v_check.wait, NULL::bigint, NULL, NULL,
-            NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+            NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::timestamptz;
         RETURN;
     END IF;
 
@@ -275,7 +281,7 @@ BEGIN
     IF v_user.id IS NOT NULL THEN
         IF NOT v_user.is_active THEN
             RETURN QUERY SELECT 'disabled', 0, NULL::bigint, NULL, NULL,
-                NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+                NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::timestamptz;
             RETURN;
         END IF;
         UPDATE users_user SET last_login = now() WHERE id = v_user.id;
@@ -283,17 +289,40 @@ BEGIN
         v_user := users_create_user(p_phone, p_password, p_invite_codes, p_inviter, true);
         IF v_user.id IS NULL THEN
             RETURN QUERY SELECT 'no_invite_code', 0, NULL::bigint, NULL, NULL,
-                NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+                NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::timestamptz;
             RETURN;
         END IF;
         v_new := true;
     END IF;
 
-    DELETE FROM users_otpchallenge WHERE id = v_check.challenge_id;
+    DELETE FROM users_otpchallenge c WHERE c.id = v_check.challenge_id
+    RETURNING c.expires_at INTO v_expires;
     INSERT INTO users_refreshtoken (token_hash, user_id, created_at, revoked_at, rotated)
     VALUES (p_token_hash, v_user.id, now(), NULL, false);
     RETURN QUERY SELECT NULL::text, 0, v_user.id, v_user.invite_code::text,
         (SELECT i.invite_code::text FROM users_user i WHERE i.id = v_user.invited_by_id),
-        v_user.invite_activated_at, v_user.date_joined, v_new;
+        v_user.invite_activated_at, v_user.date_joined, v_new OR v_check.was_new_user,
+        v_expires;
+END
+$$;
+
+-- A sign-in that was made, but whose answer never reached the person: the request
+-- had given up waiting for the database (or the person left) before it committed.
+-- Its refresh token, which nobody holds, is revoked, and its code is put back, unless
+-- a newer send has replaced it, so that the same verifyCode, repeated within the
+-- code's lifetime, answers this sign-in with fresh tokens instead of CODE_EXPIRED.
+CREATE OR REPLACE FUNCTION users_keep_unanswered_sign_in(
+    p_phone text, p_code_hash text, p_expires_at timestamptz, p_user_id bigint,
+    p_new_user boolean, p_token_hash text
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE users_refreshtoken SET revoked_at = now()
+    WHERE token_hash = p_token_hash AND revoked_at IS NULL;
+    IF p_expires_at > now() THEN
+        INSERT INTO users_otpchallenge (phone, code_hash, created_at, expires_at, attempts,
+            unanswered_user_id, unanswered_new_user)
+        VALUES (p_phone, p_code_hash, now(), p_expires_at, 0, p_user_id, p_new_user)
+        ON CONFLICT (phone) DO NOTHING;
+    END IF;
 END
 $$;
