@@ -40,7 +40,10 @@ class Mutation:
     @returns_user_errors(SendCodePayload)
     async def send_code(self, info: ApiInfo, phone: str) -> SendCodePayload:
         sent = await codes.send_code(
-            phone=phone, client_key=info.context.client_key, locale=translation.get_language()
+            phone=phone,
+            client_key=info.context.client_key,
+            locale=translation.get_language(),
+            off_loop=database.run,
         )
         return SendCodePayload(
             phone=sent.phone,

@@ -15,16 +15,17 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.db import connection
 from django.utils.translation import gettext as _
 
-from backend import database, metrics
+from backend import metrics
 from users import sms
 from users.errors import DomainError, ErrorCode, Forbidden, Retry
 from users.hashing import code_hash
@@ -158,15 +159,24 @@ def _check_region(phone: str) -> None:
         )
 
 
-async def send_code(*, phone: str, client_key: str | None, locale: str = "en") -> SentCode:
+class OffLoop(Protocol):
+    """Runs synchronous database work off the event loop and awaits it; the API passes
+    its own (backend.database.run)."""
+
+    def __call__[T](self, fn: Callable[..., T], /, **kwargs: Any) -> Awaitable[T]: ...
+
+
+async def send_code(
+    *, phone: str, client_key: str | None, locale: str = "en", off_loop: OffLoop
+) -> SentCode:
     """Issue a code for `phone` and deliver it. Answers alike for known and unknown phones.
 
-    The one async use case: the database work runs off the event loop and gives its
+    The one async use case: its database work runs through `off_loop` and gives its
     connection back before delivery is awaited, so a slow provider holds none.
     """
     phone = normalize_phone(phone)
     _check_region(phone)
-    issued = await database.run(issue_code, phone=phone, client_key=client_key)
+    issued = await off_loop(issue_code, phone=phone, client_key=client_key)
     debug_code = None
     if phone not in settings.OTP_TEST_NUMBERS:
         backend = sms.get_backend()
@@ -176,7 +186,7 @@ async def send_code(*, phone: str, client_key: str | None, locale: str = "en") -
         except sms.DeliveryError as error:
             took = time.perf_counter() - started
             metrics.observe_delivery(settings.SMS_BACKEND, error.code.lower(), took)
-            wait = await database.run(void_code, phone=phone, issued=issued)
+            wait = await off_loop(void_code, phone=phone, issued=issued)
             raise _not_delivered(error, wait) from None
         took = time.perf_counter() - started
         metrics.observe_delivery(settings.SMS_BACKEND, "delivered", took)
