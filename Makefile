@@ -38,12 +38,13 @@ run: $(BIN)/.installed
 		--host $(HOST) --port $(PORT) --loop uvloop --http backend.server:HttpProtocol --no-proxy-headers
 
 # Production-style serving: DEBUG off, several workers; needs SECRET_KEY and DATABASE_URL.
-# Logs are JSON lines, the supervisor's too (backend/uvicorn-logging.json).
+# Logs are JSON lines, the supervisor's too (backend/uvicorn-logging.json), and so is what
+# the steps before it print (backend.logs runs them); make itself echoes nothing.
 serve: $(BIN)/.installed
-	DATABASE_TIMEOUT=0 $(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py collectstatic --noinput -v0
-	$(BIN)/python manage.py compile_catalogues
-	$(FRESH_METRICS) exec $(BIN)/python -m uvicorn backend.asgi:application \
+	@DATABASE_TIMEOUT=0 $(BIN)/python -m backend.logs migrate --noinput
+	@$(BIN)/python -m backend.logs collectstatic --noinput -v0
+	@$(BIN)/python -m backend.logs compile_catalogues
+	@$(FRESH_METRICS) exec $(BIN)/python -m uvicorn backend.asgi:application \
 		--host $(HOST) --port $(PORT) --workers $(WORKERS) --loop uvloop --http backend.server:HttpProtocol --no-proxy-headers --no-access-log \
 		--log-config backend/uvicorn-logging.json
 

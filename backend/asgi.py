@@ -8,9 +8,35 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
-from backend.edge import ASGIApp, edge
+from backend.edge import ASGIApp, Receive, Scope, Send, edge
 
-application = edge(cast(ASGIApp, get_asgi_application()))
+
+def answering_lifespan(app: ASGIApp) -> ASGIApp:
+    """`app`, with the ASGI lifespan protocol answered.
+
+    uvicorn (with its default --lifespan auto) opens a lifespan connection at every
+    start; Django's handler refuses any scope but http, which uvicorn reports as
+    "ASGI 'lifespan' protocol appears unsupported." in every worker's log. Nothing
+    here needs a start-up or shut-down step, so both are acknowledged, and the
+    launch needs no flag for it.
+    """
+
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return application
+
+
+application = answering_lifespan(edge(cast(ASGIApp, get_asgi_application())))
 from backend.checks import check_at_start  # noqa: E402 (needs Django set up)
 from users.sms import check_at_start as check_sms_at_start  # noqa: E402
 

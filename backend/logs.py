@@ -12,13 +12,19 @@
   codes (schema/observe.py, schema/errors.py); Django runs views in a task of its own,
   which copies the context, so they change this one object rather than set a variable.
 - `access` writes the request's access line when it has been answered.
+- `python -m backend.logs <command> [arguments]` runs a manage.py command with what it
+  prints turned into log records (`make serve` runs migrate so), so a production log
+  holds JSON lines only, from the first line of a deploy.
 """
 
 import contextvars
+import io
 import json
 import logging
+import os
 import re
 import secrets
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -136,3 +142,62 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             entry["stack"] = redact(self.formatStack(record.stack_info))
         return json.dumps(entry, default=str)
+
+
+class _LineLog(io.TextIOBase):
+    """A text stream whose every line becomes one record of `logger`."""
+
+    def __init__(self, logger: logging.Logger, level: int) -> None:
+        self.logger, self.level, self.pending = logger, level, ""
+
+    def write(self, text: str) -> int:
+        # migrate writes "Applying x..." and then " OK\n": one line, one record.
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.log(self.level, "%s", line.strip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending.strip():
+            self.logger.log(self.level, "%s", self.pending.strip())
+        self.pending = ""
+
+
+def run_command(argv: list[str]) -> int:
+    """Run `manage.py <argv>` with its output as log records of the logger manage.<name>.
+
+    The system checks run as `manage.py` runs them (call_command would skip them), and
+    a refusal, theirs included, is one ERROR record: the exit status is then 1.
+    """
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management import CommandError, call_command
+
+    name, *arguments = argv
+    logger = logging.getLogger(f"manage.{name}")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+    try:
+        django.setup()
+    except ImproperlyConfigured as error:  # settings.py refused: LOGGING is not set up
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+        logger.error("%s", error)
+        return 1
+    stdout, stderr = _LineLog(logger, logging.INFO), _LineLog(logger, logging.WARNING)
+    try:
+        call_command(name, *arguments, skip_checks=False, stdout=stdout, stderr=stderr)
+    except CommandError as error:
+        logger.error("%s", str(error).strip())
+        return 1
+    finally:
+        stdout.flush()
+        stderr.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    from backend.logs import run_command as run  # this module under its own name
+
+    sys.exit(run(sys.argv[1:]))

@@ -304,6 +304,18 @@ if unknown := set(SMS_ALLOWED_REGIONS) - phonenumbers.SUPPORTED_REGIONS:
     raise ImproperlyConfigured(
         f"SMS_ALLOWED_REGIONS: {', '.join(sorted(unknown))} is not an ISO country code"
     )
+# And only to numbers of these types (libphonenumber's names, lower case; users/phones.py):
+# those that can receive SMS. Others (premium_rate, toll_free, voip, fixed_line, ...)
+# are INVALID_PHONE. OTP_TEST_NUMBERS are always allowed.
+SMS_NUMBER_TYPES = sorted(
+    {kind.lower() for kind in env_list("SMS_NUMBER_TYPES")} or {"mobile", "fixed_line_or_mobile"}
+)
+_number_types = {name.lower() for name in vars(phonenumbers.PhoneNumberType) if name.isupper()}
+if unknown := set(SMS_NUMBER_TYPES) - _number_types:
+    raise ImproperlyConfigured(
+        f"SMS_NUMBER_TYPES: {', '.join(sorted(unknown))} is not a number type; "
+        f"choose from {', '.join(sorted(_number_types))}"
+    )
 OTP_TTL = env_int("OTP_TTL", 300)
 OTP_MAX_ATTEMPTS = env_int("OTP_MAX_ATTEMPTS", 5)
 OTP_MAX_FAILED_PER_PHONE = env_int("OTP_MAX_FAILED_PER_PHONE", 20)

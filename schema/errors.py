@@ -6,6 +6,12 @@ one place (`returns_user_errors`), which also counts every mutation's outcome fo
 top-level errors with `extensions.code`; so is a database that does not answer.
 Anything else is logged with its traceback and reaches the client as
 "Internal server error", with detail only when DEBUG is on.
+
+A request that cannot be run at all gets Apollo's codes: GRAPHQL_PARSE_FAILED for a
+document that does not parse (or has more tokens than allowed), GRAPHQL_VALIDATION_FAILED
+for one that fails validation (an unknown field, a wrong argument type, the limits,
+introspection while it is off), BAD_USER_INPUT for variables that do not fit their
+types. schema/view.py gives these their HTTP status.
 """
 
 import functools
@@ -144,24 +150,64 @@ UNAVAILABLE = (OperationalError, InterfaceError, PsycopgOperationalError, Databa
 # kept finding its rows changed under it.
 BUSY = (DatabaseBusy, Retry)
 SUGGESTION = re.compile(r" Did you mean .*\?$")
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+# The codes of requests refused before anything ran: the client's to fix (schema/view.py).
+REQUEST_ERRORS = frozenset({PARSE_FAILED, VALIDATION_FAILED, "BAD_USER_INPUT"})
 
 
 class ErrorPolicy(SchemaExtension):
     """Gives every top-level error a code and hides what clients must not see."""
 
     def on_operation(self) -> Iterator[None]:
-        yield
+        self.invalid = False
+        try:
+            yield
+        except GraphQLError as error:
+            # A document that does not parse is raised through the extensions (the
+            # parser cache parses in a hook), and strawberry answers with this error.
+            if self.execution_context.graphql_document is None:
+                error.extensions = {**(error.extensions or {}), "code": PARSE_FAILED}
+            raise
         result = self.execution_context.result
         if result is not None and result.errors:
-            result.errors = [self._public(error) for error in result.errors]
+            refused = self._request_error(result.data, result.errors)
+            result.errors = [self._public(error, refused) for error in result.errors]
 
-    def _public(self, error: GraphQLError) -> GraphQLError:
+    def on_validate(self) -> Iterator[None]:
+        yield
+        self.invalid = bool(self.execution_context.pre_execution_errors)
+
+    def _request_error(self, data: object, errors: list[GraphQLError]) -> str | None:
+        """The code when nothing ran: the document did not parse or validate, or the
+        variables did not coerce (no data, and no error at a field's path)."""
+        if self.execution_context.graphql_document is None:
+            return PARSE_FAILED
+        if self.invalid:
+            return VALIDATION_FAILED
+        if data is None and all(error.path is None for error in errors):
+            return "BAD_USER_INPUT"
+        return None
+
+    def _public(self, error: GraphQLError, refused: str | None = None) -> GraphQLError:
         original = error.original_error
-        if original is None or isinstance(original, GraphQLError):
-            if not settings.GRAPHIQL and SUGGESTION.search(error.message):
+        if refused is not None or original is None or isinstance(original, GraphQLError):
+            message = error.message
+            if not settings.GRAPHIQL and SUGGESTION.search(message):
                 # "Did you mean 'me'?" would tell the schema that introspection hides.
-                error.message = SUGGESTION.sub("", error.message)
-            return error
+                message = SUGGESTION.sub("", message)
+            if refused is None:
+                error.message = message
+                return error
+            # A new error: validation's are cached and shared between requests.
+            return GraphQLError(
+                message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={**(error.extensions or {}), "code": refused},
+            )
         if isinstance(original, ApiError):
             message, code = str(original), original.code
         elif isinstance(original, domain.Forbidden):

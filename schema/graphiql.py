@@ -12,44 +12,56 @@ import json
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
+# The walk-through's lines are at most 44 characters: the query editor of a 1280 px
+# wide window shows 49 (tests/test_graphiql_layout.py).
 EXAMPLE_DOCUMENT = """\
-# Signing in, step by step. To run one operation, put
-# the cursor inside it and press Ctrl-Enter (or use the
-# run button). They share the variables below.
+# Signing in, step by step. To run one
+# operation, put the cursor inside it and
+# press Ctrl-Enter (or use the run button).
+# They share the variables below.
 #
-# 1. Run SendCode. With the simulated SMS backend (the
-#    default of `make run`) the answer comes after about
-#    a second, with the code itself in debugCode.
+# 1. Run SendCode. With the simulated SMS
+#    backend (the default of `make run`)
+#    the answer comes after about a second,
+#    with the code itself in debugCode.
 mutation SendCode($phone: String!) {
   sendCode(phone: $phone) {
     phone
     expiresAt
     retryAfter
     debugCode
-    userErrors { code field message retryAfter }
+    userErrors {
+      code field message retryAfter
+    }
   }
 }
 
-# 2. Copy debugCode into "code" in the variables and
-#    run VerifyCode. Put the token it returns into the
-#    Headers tab as
-#      {"Authorization": "Bearer <token>"}
-#    and keep refreshToken for steps 5 and 6.
-#    (verifyCode also takes an inviteCode.)
-mutation VerifyCode($phone: String!, $code: String!) {
+# 2. Copy debugCode into "code" in the
+#    variables and run VerifyCode. Put the
+#    token it returns into the Headers tab
+#    as {"Authorization": "Bearer <token>"}
+#    and keep refreshToken for steps 5
+#    and 6. (verifyCode also takes an
+#    inviteCode.)
+mutation VerifyCode(
+  $phone: String!
+  $code: String!
+) {
   verifyCode(phone: $phone, code: $code) {
     token
     tokenExpiresAt
     refreshToken
     isNewUser
     profile { id phone inviteCode }
-    userErrors { code field message retryAfter }
+    userErrors {
+      code field message retryAfter
+    }
   }
 }
 
-# 3. Me needs the Authorization header (without it:
-#    UNAUTHENTICATED). Your inviteCode, and who signed
-#    up with it.
+# 3. Me needs the Authorization header
+#    (without it: UNAUTHENTICATED). Your
+#    inviteCode, and who signed up with it.
 query Me {
   me {
     phone
@@ -58,26 +70,40 @@ query Me {
     inviteActivatedAt
     referrals(first: 20) {
       totalCount
-      edges { cursor node { phone activatedAt } }
+      edges {
+        cursor
+        node { phone activatedAt }
+      }
       pageInfo { hasNextPage endCursor }
     }
   }
 }
 
-# 4. Activate someone else's code: put it into
-#    "inviteCode" in the variables. Needs the header.
-mutation ActivateInvite($inviteCode: String!) {
+# 4. Activate someone else's code: put it
+#    into "inviteCode" in the variables.
+#    Needs the header.
+mutation ActivateInvite(
+  $inviteCode: String!
+) {
   activateInvite(inviteCode: $inviteCode) {
-    profile { activatedInviteCode inviteActivatedAt }
+    profile {
+      activatedInviteCode
+      inviteActivatedAt
+    }
     userErrors { code field message }
   }
 }
 
-# 5. The token lives 15 minutes. Put refreshToken into
-#    the variables and run RefreshToken for a new pair;
-#    the old refresh token stops working.
-mutation RefreshToken($refreshToken: String!) {
-  refreshToken(refreshToken: $refreshToken) {
+# 5. The token lives 15 minutes. Put
+#    refreshToken into the variables and
+#    run RefreshToken for a new pair; the
+#    old refresh token stops working.
+mutation RefreshToken(
+  $refreshToken: String!
+) {
+  refreshToken(
+    refreshToken: $refreshToken
+  ) {
     token
     tokenExpiresAt
     refreshToken
@@ -86,7 +112,9 @@ mutation RefreshToken($refreshToken: String!) {
 }
 
 # 6. Sign out: revoke the refresh token.
-mutation RevokeToken($refreshToken: String!) {
+mutation RevokeToken(
+  $refreshToken: String!
+) {
   revokeToken(refreshToken: $refreshToken) {
     revoked
     userErrors { code field message }

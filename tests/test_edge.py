@@ -7,6 +7,7 @@ TRUSTED_PROXIES names another network.
 """
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -185,6 +186,36 @@ def test_a_foreign_host_is_refused_everywhere_but_the_probes():
             for path in ("/healthz", "/readyz")
         }
         assert probes == dict.fromkeys(probes, 200)
+
+
+@served
+def test_a_foreign_host_is_a_json_400_and_one_warning_line_without_a_traceback():
+    env = {"ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    post = {"Host": "scanner.example", "Content-Type": "application/json"}
+    with start_server(env) as server:
+        answers = [
+            request(server.url, "POST", "/graphql/", post, b'{"query": "{ __typename }"}'),
+            request(server.url, "GET", "/graphql/", {"Host": "scanner.example"}),
+            request(server.url, "GET", "/", {"Host": "203.0.113.9"}),
+        ]
+        log = server.log  # each line is written before its answer is sent
+    for answer in answers:
+        assert answer.status == 400, answer.body[:300]
+        assert answer.header("content-type") == "application/json"
+        [error] = json.loads(answer.body)["errors"]
+        assert error["extensions"] == {"code": "BAD_REQUEST"} and "Host" in error["message"]
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    loud = [  # written while serving a request (the start's demo-backend warning is not)
+        line
+        for line in lines
+        if line["level"] in ("WARNING", "ERROR", "CRITICAL") and "request_id" in line
+    ]
+    assert [(line["level"], line["logger"]) for line in loud] == [
+        ("WARNING", "django.security.DisallowedHost")
+    ] * 3, loud
+    assert "'scanner.example'" in loud[0]["message"] and "'203.0.113.9'" in loud[2]["message"]
+    assert not any("exception" in line for line in loud)
+    assert "Traceback" not in log
 
 
 @served

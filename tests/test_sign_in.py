@@ -5,6 +5,7 @@ import hashlib
 import json
 import re
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import jwt
 import pytest
@@ -12,6 +13,7 @@ from django.test import AsyncClient
 from django.utils import timezone
 
 from tests.conftest import ME, VERIFY, Api, at_once, concurrent, error_codes, top_error_code
+from users import access_tokens
 from users.hashing import code_hash, token_hash
 from users.models import OtpChallenge, RefreshToken, User
 from users.services import codes
@@ -145,6 +147,40 @@ def test_malformed_phones_are_invalid_phone(api, phone):
     assert result["phone"] is None and result["debugCode"] is None
     verify = api.verify(phone, "1234")
     assert error_codes(verify) == ["INVALID_PHONE"]
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "+78091234567",  # RU premium rate: SMS pumping's payout
+        "+3759021234567",  # BY premium rate
+        "+78001234567",  # RU toll-free
+        "+445612345678",  # GB VoIP
+        "+375171234567",  # BY fixed line (Minsk)
+    ],
+)
+def test_codes_go_only_to_numbers_that_can_receive_sms(api, settings, phone):
+    settings.SMS_ALLOWED_REGIONS = ["BY", "GB", "RU"]
+    refused = api.send(phone)
+    assert error_codes(refused) == ["INVALID_PHONE"] and refused["debugCode"] is None
+    assert refused["userErrors"][0]["field"] == "phone"
+    assert not OtpChallenge.objects.exists()  # nothing issued, nothing counted
+    assert error_codes(api.verify(phone, "1234")) == ["INVALID_PHONE"]
+    # Mobile numbers, and the US's fixed-line-or-mobile, as before.
+    settings.SMS_ALLOWED_REGIONS = []
+    for mobile in ("+375291234567", "+79123456789", "+447400123456", "+12015550123"):
+        assert api.send(mobile)["userErrors"] == [], mobile
+
+
+def test_operators_choose_the_number_types_and_test_numbers_always_pass(api, settings):
+    settings.SMS_NUMBER_TYPES = ["fixed_line", "mobile"]
+    sent = api.send("+375 17 123-45-67")
+    assert sent["userErrors"] == [] and sent["phone"] == "+375171234567"
+    assert api.sign_in("+375171234567")["profile"]["phone"] == "+375171234567"
+    assert error_codes(api.send("+12015550123")) == ["INVALID_PHONE"]  # fixed-line-or-mobile
+    # A test number is served whatever its type (+1 500 555 is "personal number").
+    settings.OTP_TEST_NUMBERS = {"+15005550006": "1234"}
+    assert api.send("+15005550006")["userErrors"] == []
 
 
 @pytest.mark.parametrize(
@@ -359,3 +395,22 @@ def test_an_invited_person_refreshes_and_sees_the_code_they_activated(api, make_
         {"t": refreshed["refreshToken"]},
     )["refreshToken"]["profile"]
     assert profile == {"activatedInviteCode": inviter.invite_code}
+
+
+def test_tokens_issued_in_the_same_second_are_distinct(api, monkeypatch):
+    """A refresh right after the sign-in (the same second, here the same instant) still
+    gives a new access token, and both work."""
+    instant = timezone.now()
+    monkeypatch.setattr(access_tokens, "timezone", SimpleNamespace(now=lambda: instant))
+    signed_in = api.sign_in("+375291234567")
+    refreshed = api.data(REFRESH, {"t": signed_in["refreshToken"]})["refreshToken"]
+    assert refreshed["userErrors"] == []
+    claims = [
+        jwt.decode(token, options={"verify_signature": False})
+        for token in (signed_in["token"], refreshed["token"])
+    ]
+    assert claims[0]["iat"] == claims[1]["iat"]
+    assert refreshed["token"] != signed_in["token"]
+    assert claims[0]["jti"] != claims[1]["jti"]
+    for token in (signed_in["token"], refreshed["token"]):
+        assert api.me(token)["phone"] == "+375291234567"

@@ -103,6 +103,11 @@ OPERATOR_RUNS = {
     "start, webhook": lambda: refused_start(SMS_BACKEND="webhook", SMS_WEBHOOK_URL=WEBHOOK_URL),
     "deploy, simulated": lambda: manage("check", "--deploy", SMS_BACKEND="simulated"),
     "deploy, console": lambda: manage("check", "--deploy", SMS_BACKEND="console"),
+    "start, webhook with a password": lambda: refused_start(
+        SMS_BACKEND="webhook",
+        SMS_WEBHOOK_URL="https://sms:hunter2-password@sms-gateway.example.com/send",
+        SMS_WEBHOOK_SECRET=SECRET,
+    ),
     "start, simulated": demo_start,
     "start, several workers": several_workers,
 }
@@ -215,6 +220,42 @@ def test_a_webhook_secret_must_be_in_its_whsec_form_and_is_never_repeated(settin
     assert not value or value not in error.msg
     settings.SMS_WEBHOOK_SECRET = SECRET
     assert sms_errors() == []
+
+
+def test_a_webhook_url_with_a_password_stops_the_start_without_repeating_it(operator):
+    code, log = operator["start, webhook with a password"]()
+    assert code != 0
+    assert "SMS_WEBHOOK_URL must not contain a user name or password" in log
+    assert "hunter2" not in log
+
+
+@pytest.mark.parametrize(
+    ("url", "found"),
+    [
+        ("https://sms:hunter2@sms-gateway.example.com/send", "a user name or password"),
+        ("https://hunter2@sms-gateway.example.com/send", "a user name or password"),
+        ("https://sms-gateway.example.com/send?api_key=hunter2", "a query string"),
+        ("https://sms-gateway.example.com/send#hunter2", "a query string or fragment"),
+    ],
+)
+def test_a_webhook_url_must_hold_no_secret(settings, url, found):
+    settings.SMS_BACKEND = "webhook"
+    settings.SMS_WEBHOOK_URL = url
+    settings.SMS_WEBHOOK_SECRET = SECRET
+    [error] = sms_errors()
+    assert error.msg.startswith(f"SMS_WEBHOOK_URL must not contain {found}")
+    assert "SMS_WEBHOOK_SECRET" in error.msg and "hunter2" not in error.msg
+    settings.SMS_WEBHOOK_URL = "https://sms-gateway.example.com:8443/v1/send"
+    assert sms_errors() == []
+
+
+def test_the_twilio_api_url_must_hold_no_secret(settings):
+    settings.SMS_BACKEND = "twilio"
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = "AC0123", "token"
+    settings.TWILIO_FROM = "+15005550006"
+    settings.TWILIO_API_URL = "https://AC0123:token@api.twilio.com"
+    [error] = sms_errors()
+    assert error.msg.startswith("TWILIO_API_URL must not contain a user name or password")
 
 
 def test_the_message_settings_are_checked(settings):

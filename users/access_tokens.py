@@ -5,13 +5,17 @@ below 0.328; keeping every use of it here makes replacing it one file's work.
 
 Access tokens are JWTs (HS256, keyed with SECRET_KEY) that carry the user's id in
 `sub`, never the phone, and always have their expiry checked: a token without
-`exp` is refused even when its signature is good.
+`exp` is refused even when its signature is good. Each token has its own random `jti`,
+so two tokens issued for one user in the same second still differ: a client or a log
+can tell a refreshed token from the one it replaced.
 """
 
+import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.utils import timezone
 from graphql_jwt.exceptions import JSONWebTokenError
 from graphql_jwt.utils import get_payload, jwt_encode
 
@@ -26,12 +30,13 @@ class AccessToken:
 
 
 def issue_access_token(user_id: int) -> AccessToken:
-    now = datetime.now(tz=UTC).replace(microsecond=0)
+    now = timezone.now().replace(microsecond=0)
     expires_at = now + timedelta(seconds=settings.JWT_EXPIRATION)
     payload = {
         "sub": str(user_id),
         "iat": int(now.timestamp()),
         "exp": int(expires_at.timestamp()),
+        "jti": secrets.token_urlsafe(16),
     }
     return AccessToken(token=jwt_encode(payload), expires_at=expires_at)
 

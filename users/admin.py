@@ -27,7 +27,7 @@ class PhoneField(forms.CharField):
     def clean(self, value: Any) -> str:
         value = super().clean(value)
         try:
-            return normalize_phone(value)
+            return normalize_phone(value, for_sms=False)
         except DomainError as error:
             raise forms.ValidationError(error.message) from None
 
@@ -118,7 +118,7 @@ class ThrottledLoginForm(AdminAuthenticationForm):
     def clean_username(self) -> str:
         raw: str = self.cleaned_data.get("username", "")
         try:
-            return normalize_phone(raw)
+            return normalize_phone(raw, for_sms=False)
         except DomainError:
             return raw
 

@@ -111,10 +111,37 @@ def _is_webhook_secret(secret: str) -> bool:
 
 
 def _url_errors(name: str) -> list[checks.Error]:
+    """The provider's address: http(s), and no secret in it.
+
+    A user name, password, query string or fragment is refused, though httpx would
+    send them: a URL is what proxies, the provider's access logs and error reports
+    keep, so what authenticates a request goes elsewhere (the webhook's signature,
+    keyed with SMS_WEBHOOK_SECRET; Twilio's auth token). The message never repeats
+    the URL, which may hold a secret.
+    """
     url = urlsplit(getattr(settings, name))
-    if url.scheme in {"http", "https"} and url.netloc:
+    if url.scheme not in {"http", "https"} or not url.hostname:
+        return [_error(f"{name} must be an http:// or https:// URL.", 6)]
+    if "@" in url.netloc:
+        found, number = "a user name or password (user:password@)", 10
+    elif url.query or url.fragment:
+        found, number = "a query string or fragment (?... or #...)", 11
+    else:
         return []
-    return [_error(f"{name} must be an http:// or https:// URL.", 6)]
+    return [
+        _error(
+            f"{name} must not contain {found}: URLs are kept in proxy and access logs. "
+            + AUTHENTICATION[name],
+            number,
+        )
+    ]
+
+
+AUTHENTICATION = {
+    "SMS_WEBHOOK_URL": "The receiver authenticates each request by its Standard Webhooks "
+    "signature (SMS_WEBHOOK_SECRET); a route can go in the path.",
+    "TWILIO_API_URL": "Twilio is authenticated with TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN.",
+}
 
 
 def _text_errors() -> list[checks.Error]:

@@ -40,7 +40,7 @@ class UserManager(BaseUserManager["User"]):
     def create_user(self, phone: str, password: str | None = None, **fields: Any) -> "User":
         """Create a user with a fresh invite code, through users_create_user
         (users/sql/sign_in.sql), as a first sign-in does; `fields` are set after."""
-        phone = normalize_phone(phone)
+        phone = normalize_phone(phone, for_sms=False)
         user = self.model(phone=phone)
         user.set_password(password)
         with connection.cursor() as cursor:

@@ -1,4 +1,11 @@
-"""Phone numbers: what the API accepts, and the one E.164 spelling it stores."""
+"""Phone numbers: what the API accepts, and the one E.164 spelling it stores.
+
+A code is sent only to a number whose type (libphonenumber's, from the number's
+prefix) is in SMS_NUMBER_TYPES: by default mobile numbers, and fixed-line-or-mobile
+where the numbering plan cannot tell the two apart (the US, Canada). Premium-rate
+numbers are how SMS pumping pays; toll-free, VoIP, shared-cost and fixed lines mostly
+cannot receive a text, and each attempt still costs the provider's fee.
+"""
 
 import re
 
@@ -15,8 +22,13 @@ MAX_PHONE_INPUT = 32
 PHONE_CHARACTERS = re.compile(r"\+?[0-9 ().\-]*[0-9][0-9 ().\-]*")
 
 
-def normalize_phone(raw: str) -> str:
-    """Return the number in E.164, or raise DomainError(INVALID_PHONE)."""
+def normalize_phone(raw: str, *, for_sms: bool = True) -> str:
+    """Return the number in E.164, or raise DomainError(INVALID_PHONE).
+
+    With `for_sms` (signing in), the number's type must also be one of
+    SMS_NUMBER_TYPES; OTP_TEST_NUMBERS are taken as they are. Without it, any valid
+    number is accepted: a number already stored stays valid when the setting narrows.
+    """
     invalid = DomainError(
         ErrorCode.INVALID_PHONE,
         _("Enter a valid phone number, e.g. +375 29 123-45-67."),
@@ -41,13 +53,22 @@ def normalize_phone(raw: str) -> str:
         return e164
     if not phonenumbers.is_valid_number(number):
         raise invalid
+    if for_sms and number_type(number) not in settings.SMS_NUMBER_TYPES:
+        raise DomainError(
+            ErrorCode.INVALID_PHONE, _("This number cannot receive text messages."), field="phone"
+        )
     return e164
+
+
+def number_type(number: phonenumbers.PhoneNumber) -> str:
+    """libphonenumber's type of the number as SMS_NUMBER_TYPES names it, e.g. "premium_rate"."""
+    return str(phonenumbers.PhoneNumberType.to_string(phonenumbers.number_type(number))).lower()
 
 
 def validate_e164(value: str) -> None:
     """Model-field validator: the stored spelling is E.164 and nothing else."""
     try:
-        normalized = normalize_phone(value)
+        normalized = normalize_phone(value, for_sms=False)
     except DomainError as error:
         raise ValidationError(error.message) from None
     if normalized != value:
