@@ -20,10 +20,16 @@ ON_A_DATABASE = $(if $(DATABASE_URL),,$(BIN)/python -m backend.embedded run --)
 
 .PHONY: run serve test lint format bench schema purge clean-db
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+# What production runs (requirements.txt), then what development adds: the tests,
+# linters and type checker (requirements-dev.txt). `make serve` installs only the first.
+$(BIN)/.runtime: requirements.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12) and "Python 3.12 is needed (see .python-version)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.runtime requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -40,7 +46,7 @@ run: $(BIN)/.installed
 # Production-style serving: DEBUG off, several workers; needs SECRET_KEY and DATABASE_URL.
 # Logs are JSON lines, the supervisor's too (backend/uvicorn-logging.json), and so is what
 # the steps before it print (backend.logs runs them); make itself echoes nothing.
-serve: $(BIN)/.installed
+serve: $(BIN)/.runtime
 	@DATABASE_TIMEOUT=0 $(BIN)/python -m backend.logs migrate --noinput
 	@$(BIN)/python -m backend.logs collectstatic --noinput -v0
 	@$(BIN)/python -m backend.logs compile_catalogues
@@ -65,12 +71,12 @@ lint: $(BIN)/.installed
 schema: $(BIN)/.installed
 	DEBUG=1 $(BIN)/python manage.py export_schema
 
-purge: $(BIN)/.installed
+purge: $(BIN)/.runtime
 	$(BIN)/python manage.py purge_expired
 
 # Stop the embedded PostgreSQL and delete its data (.postgres/): the next `make run`
 # starts on an empty database.
-clean-db: $(BIN)/.installed
+clean-db: $(BIN)/.runtime
 	$(BIN)/python -m backend.embedded delete
 
 bench: $(BIN)/.installed

@@ -172,7 +172,12 @@ def run_command(argv: list[str]) -> int:
     """
     import django
     from django.core.exceptions import ImproperlyConfigured
-    from django.core.management import CommandError, call_command
+    from django.core.management import (
+        CommandError,
+        call_command,
+        get_commands,
+        load_command_class,
+    )
 
     name, *arguments = argv
     logger = logging.getLogger(f"manage.{name}")
@@ -187,7 +192,11 @@ def run_command(argv: list[str]) -> int:
         return 1
     stdout, stderr = _LineLog(logger, logging.INFO), _LineLog(logger, logging.WARNING)
     try:
-        call_command(name, *arguments, skip_checks=False, stdout=stdout, stderr=stderr)
+        if name not in get_commands():
+            raise CommandError(f"Unknown command: {name!r}")
+        command = load_command_class(get_commands()[name], name)
+        checks = {"skip_checks": False} if command.requires_system_checks else {}
+        call_command(command, *arguments, **checks, stdout=stdout, stderr=stderr)
     except CommandError as error:
         logger.error("%s", str(error).strip())
         return 1
