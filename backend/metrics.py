@@ -10,7 +10,7 @@ it, each worker counts alone, which is right for one worker.
 What is recorded, and where:
 - each mutation's outcome, in one place: `schema.errors.returns_user_errors` calls
   `record_mutation` with the resolver's name and the success or the userErrors code;
-- SMS delivery time by backend and outcome: `observe_delivery`, by the send use case;
+- what became of each SMS: the domain's own metrics (users/metrics.py);
 - request duration per GraphQL operation name: `observe_request`, by backend/edge.py.
 
 Operation names are the client's text: a label is made only of a name of at most 64
@@ -28,13 +28,6 @@ from pathlib import Path
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
-
-# prometheus-client chooses its mode from the environment when it is imported.
-if settings.PROMETHEUS_MULTIPROC_DIR:
-    os.makedirs(settings.PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
-else:
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # set but empty: not multiprocess
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -81,12 +74,6 @@ MUTATIONS = {
         [_OUTCOME],
     ),
 }
-SMS_DELIVERY = Histogram(
-    "sms_delivery_duration_seconds",
-    "Time the SMS backend took to accept or refuse a code, by backend and outcome.",
-    ["backend", _OUTCOME],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10),
-)
 GRAPHQL_REQUEST = Histogram(
     "graphql_request_duration_seconds",
     "Time from a GraphQL request's arrival to its answer, by operation name.",
@@ -103,11 +90,6 @@ def record_mutation(mutation: str, outcome: str) -> None:
     counter = MUTATIONS.get(mutation)
     if counter is not None:
         counter.labels(outcome=outcome).inc()
-
-
-def observe_delivery(backend: str, outcome: str, seconds: float) -> None:
-    """One delivery attempt: `backend` is SMS_BACKEND, `outcome` "delivered" or the code."""
-    SMS_DELIVERY.labels(backend=backend, outcome=outcome).observe(seconds)
 
 
 def valid_operation_name(name: str | None) -> str | None:

@@ -282,6 +282,13 @@ LOGGING = {
 # before it starts (`make serve` and `make run` do); unset, each worker counts alone.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
 PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+# prometheus-client picks its mode from the environment when it is first imported,
+# wherever that is (the domain defines counters of its own): set, the directory exists;
+# set but empty, it is not multiprocess.
+if PROMETHEUS_MULTIPROC_DIR:
+    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
+else:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 # One-time codes and their limits (see README "Security").
 # SMS delivery (users/sms.py). With DEBUG off SMS_BACKEND has no default: users/checks.py
@@ -327,6 +334,28 @@ OTP_MAX_SENDS_PER_PHONE = env_int("OTP_MAX_SENDS_PER_PHONE", 5)
 OTP_MAX_DELIVERIES_PER_PHONE = env_int("OTP_MAX_DELIVERIES_PER_PHONE", 2 * OTP_MAX_SENDS_PER_PHONE)
 OTP_MAX_SENDS_PER_IP = env_int("OTP_MAX_SENDS_PER_IP", 30)
 OTP_MAX_SENDS_TOTAL = env_int("OTP_MAX_SENDS_TOTAL", 1000)
+# Numbers whose account signed in within OTP_KNOWN_ACCOUNT_DAYS days (0: none) keep
+# getting codes past OTP_MAX_SENDS_TOTAL, from a reserve of OTP_MAX_SENDS_RESERVE an
+# hour, and in a prefix blocked for SMS pumping: a pumping run cannot lock them out.
+OTP_KNOWN_ACCOUNT_DAYS = env_int("OTP_KNOWN_ACCOUNT_DAYS", 90)
+OTP_MAX_SENDS_RESERVE = env_int("OTP_MAX_SENDS_RESERVE", OTP_MAX_SENDS_TOTAL // 10)
+# SMS pumping by what it looks like (users/sql/deliveries.sql): a number prefix (the
+# country calling code and the first SMS_PUMPING_PREFIX_DIGITS national digits) whose
+# latest sends, at least SMS_PUMPING_MIN_SENDS of them within SMS_PUMPING_WINDOW
+# seconds, turned into sign-ins less than SMS_PUMPING_MIN_CONVERSION of the time is
+# blocked for SMS_PUMPING_BLOCK seconds: its numbers without an account get
+# REGION_NOT_ALLOWED before any provider is asked. SMS_PUMPING_MIN_SENDS=0 turns it off.
+SMS_PUMPING_PREFIX_DIGITS = env_int("SMS_PUMPING_PREFIX_DIGITS", 3)
+SMS_PUMPING_MIN_SENDS = env_int("SMS_PUMPING_MIN_SENDS", 50)
+SMS_PUMPING_MIN_CONVERSION = env_float("SMS_PUMPING_MIN_CONVERSION", 0.2)
+SMS_PUMPING_WINDOW = env_int("SMS_PUMPING_WINDOW", 3600)
+SMS_PUMPING_BLOCK = env_int("SMS_PUMPING_BLOCK", 3600)
+# The delivery log (users.models.Delivery): kept DELIVERY_LOG_DAYS days, then deleted
+# by `make purge`. SMS_RECEIPTS_URL: this service's public origin as providers reach
+# it (https://api.example.com), to which they post delivery receipts (backend/receipts.py);
+# unset, Twilio is asked for none.
+DELIVERY_LOG_DAYS = env_int("DELIVERY_LOG_DAYS", 30)
+SMS_RECEIPTS_URL = os.environ.get("SMS_RECEIPTS_URL", "").strip().rstrip("/")
 INVITE_MAX_FAILED_PER_HOUR = env_int("INVITE_MAX_FAILED_PER_HOUR", 10)
 OTP_TEST_NUMBERS = parse_test_numbers(os.environ.get("OTP_TEST_NUMBERS", ""))
 PHONE_DEFAULT_REGION = os.environ.get("PHONE_DEFAULT_REGION", "").strip().upper() or None

@@ -4,7 +4,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 
-from backend import health, metrics
+from backend import health, metrics, receipts
 from schema.schema import schema
 from schema.view import GraphQLView
 
@@ -23,6 +23,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
+    path("sms/receipts/twilio", receipts.twilio, name="twilio-receipts"),
+    path("sms/receipts/webhook", receipts.webhook, name="webhook-receipts"),
     path("favicon.ico", Favicon.as_view(), name="favicon"),
     # Outside /admin/, so the admin's cookie middleware stays off everything else.
     path("admin", RedirectView.as_view(url="/admin/", permanent=True)),

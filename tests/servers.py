@@ -29,13 +29,15 @@ from backend import embedded
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# Sign-ins as fast as the service allows: no delivery wait, no cooldown, no address limit.
+# Sign-ins as fast as the service allows: no delivery wait, no cooldown, no address
+# limit, and no SMS pumping rule (tests send many codes they never use).
 FAST_SIGN_IN = {
     "SMS_SIMULATED_DELAY": "0",
     "OTP_RESEND_COOLDOWN": "0",
     "OTP_MAX_SENDS_PER_PHONE": "1000",
     "OTP_MAX_DELIVERIES_PER_PHONE": "1000",
     "OTP_MAX_SENDS_PER_IP": "1000",
+    "SMS_PUMPING_MIN_SENDS": "0",
 }
 
 

@@ -192,7 +192,9 @@ def test_a_refusal_is_not_retried(server, name, caplog):
 
 
 @pytest.mark.parametrize("name", ["twilio", "webhook"])
-def test_a_provider_slower_than_the_deadline_fails_in_time(server, name, caplog):
+def test_a_provider_slower_than_the_deadline_is_delayed_in_time_and_not_retried(
+    server, name, caplog
+):
     answered = threading.Event()
 
     def slow(request):
@@ -206,7 +208,7 @@ def test_a_provider_slower_than_the_deadline_fails_in_time(server, name, caplog)
     finally:
         answered.set()
     assert IN_TIME[0] < time.monotonic() - started < IN_TIME[1]
-    assert error.code == ErrorCode.DELIVERY_FAILED
+    assert error.code == ErrorCode.DELIVERY_DELAYED  # it may have taken the message
     assert str(error) == f"{name}: no answer within {TIMEOUT:g} s"
     assert len(server.log) <= 1  # the request was sent once; no time was left to retry
     assert_nothing_secret(caplog, str(error))

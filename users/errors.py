@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     INVALID_TOKEN = "INVALID_TOKEN"  # noqa: S105 (an error code, not a secret)
     DELIVERY_FAILED = "DELIVERY_FAILED"
     REGION_NOT_ALLOWED = "REGION_NOT_ALLOWED"
+    DELIVERY_DELAYED = "DELIVERY_DELAYED"
 
 
 class DomainError(Exception):

@@ -145,6 +145,10 @@ class OtpChallenge(models.Model):
         "User", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
     unanswered_new_user = models.BooleanField(default=False, db_default=False)
+    # The SMS that carried it, marked verified when the code signs someone in.
+    delivery = models.ForeignKey(
+        "Delivery", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["expires_at"], name="otp_expires_idx")]
@@ -214,3 +218,75 @@ class RefreshToken(models.Model):
 
     def __str__(self) -> str:
         return f"refresh token of user {self.user_id}"
+
+
+# In the order a status may move (users_delivery_status, users/sql/deliveries.sql).
+DELIVERY_STATUSES = ["queued", "unknown", "sent", "delivered", "undelivered", "failed"]
+
+
+class Delivery(models.Model):
+    """What became of one send's SMS: the provider's answer, then its receipts.
+
+    One row per send that reached a provider (test numbers reach none). It holds the
+    phone as the sign-in stores it (masked wherever it is shown), never the code nor
+    its hash. `prefix` is the country calling code and the first national digits
+    (SMS_PUMPING_PREFIX_DIGITS), which the pumping rule counts by. A status only moves
+    forward: queued, then unknown (the provider did not answer in time) or sent, then
+    one of delivered, undelivered, failed (users_delivery_status).
+    """
+
+    phone = models.CharField(max_length=16)
+    country = models.CharField(max_length=2, blank=True)
+    prefix = models.CharField(max_length=16)
+    provider = models.CharField(max_length=200)
+    # NULL until the provider names the message: the unique constraint ignores NULLs.
+    message_id = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
+    status = models.CharField(
+        max_length=12,
+        choices=[(status, status) for status in DELIVERY_STATUSES],
+        db_default="queued",
+    )
+    error_code = models.CharField(max_length=40, blank=True, db_default="")
+    created_at = models.DateTimeField(db_default=Now())
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)  # undelivered or failed
+    verified_at = models.DateTimeField(null=True, blank=True)  # its code signed someone in
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "message_id"], name="delivery_provider_message"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=DELIVERY_STATUSES), name="delivery_status"
+            ),
+        ]
+        indexes = [
+            # The pumping rule: a prefix's latest sends and whether they were verified.
+            models.Index(fields=["prefix", "-created_at"], name="delivery_prefix_idx"),
+            models.Index(fields=["phone", "-created_at"], name="delivery_phone_idx"),
+            models.Index(fields=["-created_at"], name="delivery_newest_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"SMS {self.status} to {self.prefix}..."
+
+
+class BlockedPrefix(models.Model):
+    """A number prefix whose sends stopped turning into sign-ins (SMS pumping): new
+    numbers in it get no codes until `until`; with `until` unset (pinned by staff),
+    until staff lift it. Numbers with an account keep getting their codes."""
+
+    prefix = models.CharField(max_length=16, unique=True)
+    blocked_at = models.DateTimeField(db_default=Now())
+    until = models.DateTimeField(null=True, blank=True)
+    sends = models.PositiveIntegerField(default=0)  # what the rule saw when it blocked
+    verified = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "blocked prefixes"
+
+    def __str__(self) -> str:
+        return self.prefix

@@ -78,3 +78,11 @@ def validate_e164(value: str) -> None:
 def region_of(e164: str) -> str | None:
     """The ISO code of the number's country ("BY"), or None when libphonenumber has none."""
     return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+
+
+def prefix_of(e164: str, digits: int) -> str:
+    """The number's country calling code and its first `digits` national digits, as
+    "+375291": the range an SMS pumping run texts, and the pumping rule counts by."""
+    number = phonenumbers.parse(e164, None)
+    national = phonenumbers.national_significant_number(number)
+    return f"+{number.country_code}{national[:digits]}"

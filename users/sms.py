@@ -11,6 +11,9 @@ through check_at_start(), when the server starts.
 """
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import inspect
 import json
 import logging
@@ -37,18 +40,31 @@ logger = logging.getLogger("users.sms")
 
 
 class SmsBackend(Protocol):
-    async def send(self, phone: str, code: str, *, locale: str = "en") -> None: ...
+    async def send(self, phone: str, code: str, *, locale: str = "en") -> str | None:
+        """Hand the SMS to the provider; its id for the message, if it gives one."""
+        ...
 
 
 class DeliveryError(Exception):
-    """The provider refused or did not answer in time. `code` is what the person is told.
+    """The provider refused the message, or could not be reached. `code` is what the
+    person is told; `provider_code` the provider's own error (Twilio's number, or the
+    HTTP status), for the delivery log.
 
     str(error) is a short reason for operators, with no secret, no code and no whole phone.
     """
 
-    def __init__(self, code: ErrorCode, reason: str) -> None:
+    def __init__(self, code: ErrorCode, reason: str, *, provider_code: str = "") -> None:
         super().__init__(reason)
         self.code = code
+        self.provider_code = provider_code
+
+
+class DeliveryDelayed(DeliveryError):
+    """The provider was sent the message but did not answer within SMS_TIMEOUT: it may
+    well have taken it, so the code stays live and the SMS may still arrive."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(ErrorCode.DELIVERY_DELAYED, reason, provider_code="timeout")
 
 
 def masked(phone: str) -> str:
@@ -77,16 +93,18 @@ class SimulatedSms:
     The only backend whose code reaches the API response (`debugCode`).
     """
 
-    async def send(self, phone: str, code: str, *, locale: str = "en") -> None:
+    async def send(self, phone: str, code: str, *, locale: str = "en") -> str | None:
         await asyncio.sleep(settings.SMS_SIMULATED_DELAY)
         logger.info("simulated SMS to %s: code %s", phone, code)
+        return None
 
 
 class ConsoleSms:
     """Logs the code at once; the code stays out of the API response."""
 
-    async def send(self, phone: str, code: str, *, locale: str = "en") -> None:
+    async def send(self, phone: str, code: str, *, locale: str = "en") -> str | None:
         logger.info("SMS to %s: code %s", phone, code)
+        return None
 
 
 class HttpSms:
@@ -126,16 +144,24 @@ class HttpSms:
         self._client = self._loop = None
 
     def _failed(
-        self, phone: str, code: ErrorCode, reason: str, *, level: int = logging.WARNING
+        self,
+        phone: str,
+        code: ErrorCode,
+        reason: str,
+        *,
+        level: int = logging.WARNING,
+        provider_code: str = "",
     ) -> DeliveryError:
         logger.log(level, "%s: SMS to %s not sent: %s", self.name, masked(phone), reason)
-        return DeliveryError(code, f"{self.name}: {reason}")
+        return DeliveryError(code, f"{self.name}: {reason}", provider_code=provider_code)
 
     async def _post(self, phone: str, url: str, **request: Any) -> "httpx.Response":
         """POST within the deadline; return the answer unless it is worth a retry.
 
-        Raises DeliveryError(DELIVERY_FAILED) when no answer came or the last one was a
-        429 or 5xx. Any other answer, 2xx or 4xx, is returned for the backend to read.
+        Raises DeliveryError(DELIVERY_FAILED) when the provider could not be reached or
+        its last answer was a 429 or 5xx, and DeliveryDelayed when it was sent the
+        request but did not answer in time (it may have taken the message: no retry).
+        Any other answer, 2xx or 4xx, is returned for the backend to read.
         """
         import httpx
 
@@ -153,10 +179,12 @@ class HttpSms:
                     response = await client.post(
                         url, timeout=httpx.Timeout(left, connect=connect), **request
                     )
-            except httpx.ConnectTimeout:
+            except (httpx.ConnectTimeout, httpx.PoolTimeout):
                 reason = f"could not connect within {connect:.2g} s"
             except (TimeoutError, httpx.TimeoutException):
                 reason = f"no answer within {budget:g} s"
+                logger.warning("%s: SMS to %s: %s", self.name, masked(phone), reason)
+                raise DeliveryDelayed(f"{self.name}: {reason}") from None
             except httpx.TransportError as error:
                 # Named by its type only: some messages carry the URL.
                 reason = f"connection error ({type(error).__name__})"
@@ -166,8 +194,9 @@ class HttpSms:
                 reason = f"HTTP {response.status_code}"
                 pause = min(0.25, budget / 10)  # spares a provider that said it is busy
             if retried or deadline - loop.time() - pause <= 0:
+                status = reason.removeprefix("HTTP ") if reason.startswith("HTTP ") else ""
                 reason += " after one retry" if retried else ""
-                raise self._failed(phone, ErrorCode.DELIVERY_FAILED, reason)
+                raise self._failed(phone, ErrorCode.DELIVERY_FAILED, reason, provider_code=status)
             logger.info("%s: retrying SMS to %s: %s", self.name, masked(phone), reason)
             await asyncio.sleep(pause)
             retried = True
@@ -190,7 +219,7 @@ class TwilioSms(HttpSms):
         21408: ErrorCode.REGION_NOT_ALLOWED,  # not enabled for the number's region
     }
 
-    async def send(self, phone: str, code: str, *, locale: str = "en") -> None:
+    async def send(self, phone: str, code: str, *, locale: str = "en") -> str | None:
         # Settings are read at each send, so a cached backend follows them (tests change them).
         account = settings.TWILIO_ACCOUNT_SID
         api = settings.TWILIO_API_URL.rstrip("/")
@@ -200,19 +229,34 @@ class TwilioSms(HttpSms):
         else:
             sender = {"From": settings.TWILIO_FROM}
         form = {"To": phone, "Body": message_text(code, locale), **sender}
+        if callback := twilio_status_callback():
+            form["StatusCallback"] = callback
         auth = (account, settings.TWILIO_AUTH_TOKEN)
         response = await self._post(phone, url, data=form, auth=auth)
-        if response.is_success:
-            return
         try:
-            error = response.json().get("code")
-        except (ValueError, AttributeError):
-            error = None
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            answer = {}
+        if response.is_success:
+            sid = answer.get("sid")
+            return sid if isinstance(sid, str) else None
+        error = answer.get("code")
         reason = f"HTTP {response.status_code}, Twilio error {error}"
+        provider_code = str(error if error is not None else response.status_code)[:40]
         if error in self.ERRORS:
-            raise self._failed(phone, self.ERRORS[error], reason, level=logging.INFO)
+            raise self._failed(
+                phone, self.ERRORS[error], reason, level=logging.INFO, provider_code=provider_code
+            )
         # Anything else: mostly the service's own problem (credentials, sender, balance).
-        raise self._failed(phone, ErrorCode.DELIVERY_FAILED, reason, level=logging.ERROR)
+        raise self._failed(
+            phone,
+            ErrorCode.DELIVERY_FAILED,
+            reason,
+            level=logging.ERROR,
+            provider_code=provider_code,
+        )
 
 
 class WebhookSms(HttpSms):
@@ -225,7 +269,7 @@ class WebhookSms(HttpSms):
 
     name = "webhook"
 
-    async def send(self, phone: str, code: str, *, locale: str = "en") -> None:
+    async def send(self, phone: str, code: str, *, locale: str = "en") -> str | None:
         payload = {"phone": phone, "code": code, "message": message_text(code, locale)}
         body = json.dumps({**payload, "locale": locale}, ensure_ascii=False)
         message_id = f"msg_{secrets.token_urlsafe(18)}"
@@ -240,7 +284,14 @@ class WebhookSms(HttpSms):
         response = await self._post(phone, url, content=body.encode(), headers=headers)
         if not response.is_success:
             reason = f"HTTP {response.status_code}"
-            raise self._failed(phone, ErrorCode.DELIVERY_FAILED, reason, level=logging.ERROR)
+            raise self._failed(
+                phone,
+                ErrorCode.DELIVERY_FAILED,
+                reason,
+                level=logging.ERROR,
+                provider_code=str(response.status_code),
+            )
+        return message_id  # its receipts name it (`/sms/receipts/webhook`)
 
 
 BACKENDS = {
@@ -269,8 +320,9 @@ class _WithoutLocale:
     def __init__(self, backend: Any) -> None:
         self.backend = backend
 
-    async def send(self, phone: str, code: str, *, locale: str = "en") -> None:
-        await self.backend.send(phone, code)
+    async def send(self, phone: str, code: str, *, locale: str = "en") -> str | None:
+        message_id = await self.backend.send(phone, code)
+        return message_id if isinstance(message_id, str) else None
 
 
 @cache
@@ -286,6 +338,52 @@ def get_backend() -> SmsBackend:
 def returns_code(backend: SmsBackend) -> bool:
     """Only the simulated backend puts the code in the response."""
     return isinstance(backend, SimulatedSms)
+
+
+def status_once_accepted(backend: SmsBackend) -> str:
+    """A delivery's status once the backend has taken the SMS: the demo backends deliver
+    (there is no phone), and a real provider has sent it, its receipts to tell more."""
+    return "delivered" if isinstance(backend, SimulatedSms | ConsoleSms) else "sent"
+
+
+# Receipts
+
+
+RECEIPT_PATHS = {"twilio": "/sms/receipts/twilio", "webhook": "/sms/receipts/webhook"}
+
+
+def twilio_status_callback() -> str | None:
+    """The StatusCallback URL given with each message, when SMS_RECEIPTS_URL is set."""
+    if not settings.SMS_RECEIPTS_URL:
+        return None
+    return settings.SMS_RECEIPTS_URL.rstrip("/") + RECEIPT_PATHS["twilio"]
+
+
+def twilio_signature(url: str, params: dict[str, list[str]]) -> str:
+    """X-Twilio-Signature as Twilio computes it: HMAC-SHA1, keyed with the auth token, of
+    the URL it called followed by each form field's name and value, sorted by name."""
+    signed = url + "".join(
+        name + value for name in sorted(params) for value in sorted(params[name])
+    )
+    digest = hmac.new(settings.TWILIO_AUTH_TOKEN.encode(), signed.encode(), hashlib.sha1)
+    return base64.b64encode(digest.digest()).decode()
+
+
+# Twilio's MessageStatus values, as the delivery log names them.
+TWILIO_STATUSES = {
+    "accepted": "sent",
+    "scheduled": "sent",
+    "queued": "sent",
+    "sending": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
+}
+# What a webhook gateway may report of a message it was given.
+WEBHOOK_STATUSES = {"sent", "delivered", "undelivered", "failed"}
 
 
 DEMO_BACKENDS = {

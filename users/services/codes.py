@@ -25,13 +25,12 @@ from django.contrib.auth.hashers import make_password
 from django.db import connection
 from django.utils.translation import gettext as _
 
-from backend import metrics
-from users import sms
+from users import metrics, sms, sql
 from users.errors import DomainError, ErrorCode, Forbidden, Retry
 from users.hashing import code_hash
 from users.models import INVITE_CODE_DRAWS, SendTotal, User, new_invite_code
-from users.phones import normalize_phone, region_of
-from users.services import invites, tokens
+from users.phones import normalize_phone, prefix_of, region_of
+from users.services import deliveries, invites, tokens
 from users.services.unit import retrying, use_case
 
 logger = logging.getLogger(__name__)
@@ -85,31 +84,44 @@ class IssuedCode:
     expires_at: datetime
     retry_after: int
     counted_at: float  # the send's event in the phone's hourly count
+    delivery_id: int | None  # its record in the delivery log; None for a test number
 
 
 @retrying
 def issue_code(*, phone: str, client_key: str | None) -> IssuedCode:
-    """Count a send against every limit and store a new code for `phone` (E.164):
-    one statement, users_issue_code."""
-    code = settings.OTP_TEST_NUMBERS.get(phone) or draw_code()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT * FROM users_issue_code(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                phone,
-                code_hash(phone, code),
-                client_key,
-                settings.OTP_TTL,
-                settings.OTP_RESEND_COOLDOWN,
-                settings.OTP_MAX_SENDS_PER_PHONE,
-                settings.OTP_MAX_DELIVERIES_PER_PHONE,
-                settings.OTP_MAX_FAILED_PER_PHONE,
-                settings.OTP_MAX_SENDS_PER_IP,
-                settings.OTP_MAX_SENDS_TOTAL,
-                SendTotal.SHARDS,
-            ],
+    """Count a send against every limit, store a new code for `phone` (E.164) and open
+    its delivery record: one statement, users_issue_code."""
+    test_code = settings.OTP_TEST_NUMBERS.get(phone)
+    code = test_code or draw_code()
+    pumping = settings.SMS_PUMPING_MIN_SENDS > 0 and test_code is None
+    (refusal, wait, retry_after, counted_at, created_at, expires_at, first, delivery, blocked) = (
+        sql.call(
+            "users_issue_code",
+            phone=phone,
+            code_hash=code_hash(phone, code),
+            client_key=client_key,
+            ttl=settings.OTP_TTL,
+            cooldown=settings.OTP_RESEND_COOLDOWN,
+            per_phone=settings.OTP_MAX_SENDS_PER_PHONE,
+            attempts=settings.OTP_MAX_DELIVERIES_PER_PHONE,
+            max_failed=settings.OTP_MAX_FAILED_PER_PHONE,
+            per_client=settings.OTP_MAX_SENDS_PER_IP,
+            total=settings.OTP_MAX_SENDS_TOTAL,
+            reserve=settings.OTP_MAX_SENDS_RESERVE,
+            shards=SendTotal.SHARDS,
+            known_days=settings.OTP_KNOWN_ACCOUNT_DAYS,
+            country=region_of(phone),
+            prefix=prefix_of(phone, settings.SMS_PUMPING_PREFIX_DIGITS) if pumping else None,
+            provider=None if test_code else settings.SMS_BACKEND,
+            pumping_sends=settings.SMS_PUMPING_MIN_SENDS,
+            pumping_conversion=settings.SMS_PUMPING_MIN_CONVERSION,
+            pumping_window=settings.SMS_PUMPING_WINDOW,
+            pumping_block=settings.SMS_PUMPING_BLOCK,
         )
-        refusal, wait, retry_after, counted_at, created_at, expires_at, first = cursor.fetchone()
+    )
+    if refusal == "prefix_blocked":
+        metrics.BLOCKED_SENDS.inc()
+        raise _not_served()
     if refusal == "rate_limited":
         raise _rate_limited(wait)
     if refusal == "phone_locked":
@@ -118,25 +130,39 @@ def issue_code(*, phone: str, client_key: str | None) -> IssuedCode:
         if first:
             logger.warning("OTP_MAX_SENDS_TOTAL reached: no more codes until the hour ends")
         raise _rate_limited(wait)
+    if blocked:
+        prefix = prefix_of(phone, settings.SMS_PUMPING_PREFIX_DIGITS)
+        logger.warning(
+            "SMS pumping: %s blocked for %d s: its latest sends were not turned into sign-ins",
+            prefix,
+            settings.SMS_PUMPING_BLOCK,
+        )
+        metrics.PREFIX_BLOCKS.labels(prefix=prefix).inc()
     return IssuedCode(
         code=code,
         created_at=created_at,
         expires_at=expires_at,
         retry_after=retry_after,
         counted_at=counted_at,
+        delivery_id=delivery,
     )
 
 
 @retrying
-def void_code(*, phone: str, issued: IssuedCode) -> int:
-    """Undo what a send did after its delivery failed (users_void_code); the wait to try
-    again."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT users_void_code(%s, %s, %s, %s, %s, %s)",
-            [phone, issued.counted_at, issued.created_at, *_resend_limits()],
-        )
-        (wait,) = cursor.fetchone()
+def void_code(*, phone: str, issued: IssuedCode, error: str) -> int:
+    """Undo what a send did after its delivery failed, and log the provider's `error`
+    (users_void_code); the wait to try again."""
+    (wait,) = sql.call(
+        "users_void_code",
+        phone=phone,
+        counted_at=issued.counted_at,
+        created_at=issued.created_at,
+        per_phone=settings.OTP_MAX_SENDS_PER_PHONE,
+        attempts=settings.OTP_MAX_DELIVERIES_PER_PHONE,
+        cooldown=settings.OTP_RESEND_COOLDOWN,
+        delivery=issued.delivery_id,
+        error=error,
+    )
     return int(wait)
 
 
@@ -172,24 +198,39 @@ async def send_code(
     """Issue a code for `phone` and deliver it. Answers alike for known and unknown phones.
 
     The one async use case: its database work runs through `off_loop` and gives its
-    connection back before delivery is awaited, so a slow provider holds none.
+    connection back before delivery is awaited, so a slow provider holds none. What the
+    provider answered goes to the delivery log: taken (the code works), refused (the
+    code is void: DELIVERY_FAILED), or no answer in time (the code stays live, since
+    the SMS may still arrive: DELIVERY_DELAYED).
     """
     phone = normalize_phone(phone)
     _check_region(phone)
     issued = await off_loop(issue_code, phone=phone, client_key=client_key)
     debug_code = None
-    if phone not in settings.OTP_TEST_NUMBERS:
+    if issued.delivery_id is not None:
         backend = sms.get_backend()
         started = time.perf_counter()
         try:
-            await backend.send(phone, issued.code, locale=locale)
+            message_id = await backend.send(phone, issued.code, locale=locale)
+        except sms.DeliveryDelayed:
+            metrics.observe_delivery(settings.SMS_BACKEND, "delayed", time.perf_counter() - started)
+            await off_loop(
+                deliveries.record_status, delivery_id=issued.delivery_id, status="unknown"
+            )
+            raise _delayed(issued.retry_after) from None
         except sms.DeliveryError as error:
             took = time.perf_counter() - started
             metrics.observe_delivery(settings.SMS_BACKEND, error.code.lower(), took)
-            wait = await off_loop(void_code, phone=phone, issued=issued)
+            wait = await off_loop(void_code, phone=phone, issued=issued, error=error.provider_code)
             raise _not_delivered(error, wait) from None
         took = time.perf_counter() - started
         metrics.observe_delivery(settings.SMS_BACKEND, "delivered", took)
+        await off_loop(
+            deliveries.record_status,
+            delivery_id=issued.delivery_id,
+            status=sms.status_once_accepted(backend),
+            message_id=message_id,
+        )
         if sms.returns_code(backend):
             debug_code = issued.code
     return SentCode(
@@ -200,15 +241,32 @@ async def send_code(
     )
 
 
+def _not_served() -> DomainError:
+    return DomainError(
+        ErrorCode.REGION_NOT_ALLOWED,
+        _("Codes cannot be sent to numbers of this country."),
+        field="phone",
+    )
+
+
+def _delayed(wait: int) -> DomainError:
+    return DomainError(
+        ErrorCode.DELIVERY_DELAYED,
+        _("The SMS is on its way but slow. Wait for it, or ask again in {seconds} s.").format(
+            seconds=wait
+        ),
+        field="phone",
+        retry_after=wait,
+    )
+
+
 def _not_delivered(error: sms.DeliveryError, wait: int) -> DomainError:
     if error.code is ErrorCode.INVALID_PHONE:
         return DomainError(
             error.code, _("This number cannot receive text messages."), field="phone"
         )
     if error.code is ErrorCode.REGION_NOT_ALLOWED:
-        return DomainError(
-            error.code, _("Codes cannot be sent to numbers of this country."), field="phone"
-        )
+        return _not_served()
     return DomainError(
         ErrorCode.DELIVERY_FAILED,
         _("The code could not be sent. Try again in a moment."),

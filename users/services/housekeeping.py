@@ -6,14 +6,15 @@ from django.conf import settings
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from users.models import OtpChallenge, RateLimit
+from users.models import BlockedPrefix, Delivery, OtpChallenge, RateLimit
 from users.services import tokens
 from users.services.unit import use_case
 
 
 @use_case
 def purge_expired() -> dict[str, int]:
-    """Delete dead codes, counters past their windows and expired refresh tokens.
+    """Delete dead codes, counters past their windows, expired refresh tokens, deliveries
+    older than DELIVERY_LOG_DAYS and prefix blocks long over.
 
     Nothing depends on it for correctness; it keeps the tables small.
     """
@@ -25,4 +26,17 @@ def purge_expired() -> dict[str, int]:
         | Q(expires_at__lt=now - timedelta(days=1))
     ).delete()
     counters, _ = RateLimit.objects.filter(expires_at__lt=now).delete()
-    return {"codes": codes, "counters": counters, "refresh_tokens": tokens.delete_expired()}
+    deliveries, _ = Delivery.objects.filter(
+        created_at__lt=now - timedelta(days=settings.DELIVERY_LOG_DAYS)
+    ).delete()
+    # A block that ended is kept for the pumping rule's window: it counts from its end.
+    blocks, _ = BlockedPrefix.objects.filter(
+        until__lt=now - timedelta(seconds=settings.SMS_PUMPING_WINDOW)
+    ).delete()
+    return {
+        "codes": codes,
+        "counters": counters,
+        "refresh_tokens": tokens.delete_expired(),
+        "deliveries": deliveries,
+        "blocked_prefixes": blocks,
+    }

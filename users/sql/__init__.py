@@ -1,7 +1,8 @@
 """The SQL source files of the rules that must be atomic, and their installer.
 
 The `.sql` files here are the rules' only text (windows.sql: sliding-window limits;
-sign_in.sql: a send, a code check, a sign-in, with the lock order). `install` runs them
+deliveries.sql: delivery statuses and the SMS pumping rule; sign_in.sql: a send, a
+code check, a sign-in, with the lock order). `install` runs them
 after every `migrate` (users.apps), each a `CREATE OR REPLACE FUNCTION`, so the
 database always holds what the files say; `differences` tells how it does not.
 
@@ -11,15 +12,26 @@ lists any function of the database that is not in the files.
 """
 
 from pathlib import Path
+from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 DIRECTORY = Path(__file__).resolve().parent
-# In dependency order: sign_in.sql calls the functions of windows.sql.
-FILES = ["windows.sql", "sign_in.sql"]
+# In dependency order: sign_in.sql calls the functions of the others.
+FILES = ["windows.sql", "deliveries.sql", "sign_in.sql"]
 PREFIX = "users_"
 _SCRATCH = "users_sql_check"
+
+
+def call(function: str, /, **arguments: Any) -> tuple[Any, ...]:
+    """The row `function` returns, each argument passed by its name (`p_` + the keyword),
+    on the default database, in the caller's transaction if any."""
+    named = ", ".join(f"p_{name} => %s" for name in arguments)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {function}({named})", list(arguments.values()))
+        row: tuple[Any, ...] = cursor.fetchone()
+    return row
 
 
 def sources() -> list[str]:

@@ -18,9 +18,11 @@
 --   6. the phone's code                     users_otpchallenge
 --   7. the phone's invite-miss counter      invite:phone:<phone>
 --   8. users, in id order                   users_user
+--   9. the number prefix's block            users_blockedprefix
 -- A transaction may skip any of them, never go back up the list. A send takes 1, 2,
--- 4, 5, 6 (it reads 3 without a lock); a failed delivery's undo 1, 6; a code check
--- 3, 6; a sign-in with an invite 3, 6, 7, 8.
+-- 4, 5, 6 and 9 (it reads 3 and the users without a lock); a failed delivery's undo
+-- 1, 6; a code check 3, 6; a sign-in with an invite 3, 6, 7, 8. A send's and a
+-- sign-in's delivery row is their own, locked by nobody else but a receipt.
 --
 -- Installed by users.sql (after every migrate); a test compares the database's
 -- functions with this file.
@@ -37,24 +39,91 @@ CREATE OR REPLACE FUNCTION users_resend_wait(
     )
 $$;
 
--- A send: the phone's limits, its lock after wrong guesses (a locked phone gets no code:
--- it could not be used), the client address's limit, one room in the service's hourly
--- count (OTP_MAX_SENDS_TOTAL, split over `p_shards` rows so that concurrent sends do
--- not queue on one), then the code, which replaces the phone's previous one.
--- refusal: NULL, 'rate_limited', 'phone_locked' or 'service_cap' (then `first` says
--- whether this is the first refusal of the hour, across every worker and host).
+-- Room for one send in the hour `p_hour` of a count of `p_total` split over `p_shards`
+-- rows (shard numbers from `p_first`): a random shard, or any with room that no one
+-- holds, or any with room at all. Concurrent sends lock different rows instead of
+-- queueing on one, and the total is reached exactly. False when there is no room.
+CREATE OR REPLACE FUNCTION users_take_room(
+    p_hour bigint, p_total integer, p_shards integer, p_first integer
+) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_shards integer := least(p_shards, p_total);
+    v_base integer;
+    v_extra integer;
+    v_shard integer;
+BEGIN
+    IF v_shards <= 0 THEN
+        RETURN false;
+    END IF;
+    v_base := p_total / v_shards;
+    v_extra := mod(p_total, v_shards);
+    v_shard := floor(random() * v_shards)::integer;
+    INSERT INTO users_sendtotal AS t (hour, shard, count) VALUES (p_hour, p_first + v_shard, 1)
+    ON CONFLICT (hour, shard) DO UPDATE SET count = t.count + 1
+    WHERE t.count < v_base + (t.shard - p_first < v_extra)::integer;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    INSERT INTO users_sendtotal (hour, shard, count)
+    SELECT p_hour, p_first + s, 0 FROM generate_series(0, v_shards - 1) AS s
+    ON CONFLICT (hour, shard) DO NOTHING;
+    UPDATE users_sendtotal SET count = count + 1 WHERE id = (
+        SELECT id FROM users_sendtotal
+        WHERE hour = p_hour AND shard >= p_first AND shard < p_first + v_shards
+            AND count < v_base + (shard - p_first < v_extra)::integer
+        ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED
+    );
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    UPDATE users_sendtotal SET count = count + 1 WHERE id = (  -- held by sends that may roll back
+        SELECT id FROM users_sendtotal
+        WHERE hour = p_hour AND shard >= p_first AND shard < p_first + v_shards
+            AND count < v_base + (shard - p_first < v_extra)::integer
+        ORDER BY shard LIMIT 1 FOR UPDATE
+    );
+    RETURN FOUND;
+END
+$$;
+
+-- Has `p_phone` an account that signed in within `p_days` days? Such numbers keep
+-- getting codes past the service's cap (from its reserve) and in a blocked prefix:
+-- SMS pumping cannot make accounts, so it cannot lock their owners out.
+CREATE OR REPLACE FUNCTION users_known_account(p_phone text, p_days integer)
+RETURNS boolean LANGUAGE sql AS $$
+    SELECT p_days > 0 AND EXISTS (
+        SELECT 1 FROM users_user u
+        WHERE u.phone = p_phone AND u.is_active
+            AND u.last_login > now() - make_interval(days => p_days)
+    )
+$$;
+
+-- A send. Refused first, before any counter, for a number of a blocked prefix (SMS
+-- pumping) that has no account. Then the phone's limits, its lock after wrong guesses
+-- (a locked phone gets no code: it could not be used), the client address's limit,
+-- and one room in the service's hourly count (OTP_MAX_SENDS_TOTAL; past it, numbers
+-- with an account take from a smaller reserve). Then the code, which replaces the
+-- phone's previous one, and its delivery record (`p_provider` NULL: none, a test
+-- number). Last, the pumping rule for the prefix.
+-- refusal: NULL, 'prefix_blocked', 'rate_limited', 'phone_locked' or 'service_cap'
+-- (then `first` says whether this is the hour's first refusal, across every worker
+-- and host). `blocked_now`: this send's prefix has just been blocked.
 CREATE OR REPLACE FUNCTION users_issue_code(
     p_phone text, p_code_hash text, p_client_key text, p_ttl integer, p_cooldown integer,
     p_per_phone integer, p_attempts integer, p_max_failed integer, p_per_client integer,
-    p_total integer, p_shards integer
+    p_total integer, p_reserve integer, p_shards integer, p_known_days integer,
+    p_country text, p_prefix text, p_provider text, p_pumping_sends integer,
+    p_pumping_conversion double precision, p_pumping_window integer, p_pumping_block integer
 ) RETURNS TABLE (
     refusal text, wait integer, retry_after integer, counted_at double precision,
-    created_at timestamptz, expires_at timestamptz, first boolean
+    created_at timestamptz, expires_at timestamptz, first boolean, delivery_id bigint,
+    blocked_now boolean
 )
 LANGUAGE plpgsql AS $$
 DECLARE
     v_now double precision := extract(epoch FROM now());
     v_hour bigint := floor(v_now / 3600) * 3600;
+    v_known boolean := users_known_account(p_phone, p_known_days);
     v_sends_row bigint;
     v_sends double precision[];
     v_tries_row bigint;
@@ -62,11 +131,14 @@ DECLARE
     v_client_row bigint;
     v_client double precision[];
     v_wait integer;
-    v_shards integer := least(p_shards, p_total);
-    v_base integer;
-    v_extra integer;
-    v_shard integer;
+    v_delivery bigint;
 BEGIN
+    IF p_prefix IS NOT NULL AND NOT v_known AND users_prefix_blocked(p_prefix) THEN
+        RETURN QUERY SELECT 'prefix_blocked', 0, NULL::integer, NULL::float8,
+            NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::bigint, NULL::boolean;
+        RETURN;
+    END IF;
+
     SELECT w.row_id, w.hits INTO v_sends_row, v_sends
     FROM users_window_lock('send:phone:' || p_phone, v_now - 3600) w;
     SELECT w.row_id, w.hits INTO v_tries_row, v_tries
@@ -77,14 +149,14 @@ BEGIN
     );
     IF v_wait > 0 THEN
         RETURN QUERY SELECT 'rate_limited', v_wait, NULL::integer, NULL::float8,
-            NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+            NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::bigint, NULL::boolean;
         RETURN;
     END IF;
 
     v_wait := users_window_check('fail:phone:' || p_phone, p_max_failed, 86400, 0, false);
     IF v_wait > 0 THEN
         RETURN QUERY SELECT 'phone_locked', v_wait, NULL::integer, NULL::float8,
-            NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+            NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::bigint, NULL::boolean;
         RETURN;
     END IF;
 
@@ -94,82 +166,69 @@ BEGIN
         v_wait := users_window_wait(v_client, p_per_client, 3600, 0, v_now);
         IF v_wait > 0 THEN
             RETURN QUERY SELECT 'rate_limited', v_wait, NULL::integer, NULL::float8,
-                NULL::timestamptz, NULL::timestamptz, NULL::boolean;
+                NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::bigint,
+                NULL::boolean;
             RETURN;
         END IF;
     END IF;
 
-    -- Room in the service's count for this hour: a random shard, or any with room
-    -- that no one holds, or any with room at all; the cap is reached exactly.
-    IF v_shards > 0 THEN
-        v_base := p_total / v_shards;
-        v_extra := mod(p_total, v_shards);
-        v_shard := floor(random() * v_shards)::integer;
-        INSERT INTO users_sendtotal AS t (hour, shard, count) VALUES (v_hour, v_shard, 1)
-        ON CONFLICT (hour, shard) DO UPDATE SET count = t.count + 1
-        WHERE t.count < v_base + (t.shard < v_extra)::integer;
-        IF NOT FOUND THEN
-            INSERT INTO users_sendtotal (hour, shard, count)
-            SELECT v_hour, s, 0 FROM generate_series(0, v_shards - 1) AS s
-            ON CONFLICT (hour, shard) DO NOTHING;
-            UPDATE users_sendtotal SET count = count + 1 WHERE id = (
-                SELECT id FROM users_sendtotal
-                WHERE hour = v_hour AND shard < v_shards
-                    AND count < v_base + (shard < v_extra)::integer
-                ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED
-            );
-            IF NOT FOUND THEN  -- every shard with room is held by a send that may roll back
-                UPDATE users_sendtotal SET count = count + 1 WHERE id = (
-                    SELECT id FROM users_sendtotal
-                    WHERE hour = v_hour AND shard < v_shards
-                        AND count < v_base + (shard < v_extra)::integer
-                    ORDER BY shard LIMIT 1 FOR UPDATE
-                );
-            END IF;
-        END IF;
-    END IF;
-    IF v_shards <= 0 OR NOT FOUND THEN
+    IF NOT users_take_room(v_hour, p_total, p_shards, 0)
+        AND NOT (v_known AND users_take_room(v_hour, p_reserve, p_shards, 1000))
+    THEN
         -- One note per hour, whoever hits the cap first: the caller logs one WARNING.
         INSERT INTO users_ratelimit (key, hits, expires_at)
         VALUES ('send:total:reached:' || v_hour, '[]', to_timestamp(v_hour + 3600))
         ON CONFLICT (key) DO NOTHING;
         RETURN QUERY SELECT 'service_cap', greatest(1, ceil(v_hour + 3600 - v_now)::integer),
-            NULL::integer, NULL::float8, NULL::timestamptz, NULL::timestamptz, FOUND;
+            NULL::integer, NULL::float8, NULL::timestamptz, NULL::timestamptz, FOUND,
+            NULL::bigint, NULL::boolean;
         RETURN;
     END IF;
 
-    -- Every limit has room: count the send and store the code.
+    -- Every limit has room: count the send, record its delivery, store the code.
     PERFORM users_window_record(v_sends_row, v_sends, v_now, p_per_phone, 3600);
     PERFORM users_window_record(v_tries_row, v_tries, v_now, p_attempts, 3600);
     IF v_client_row IS NOT NULL THEN
         PERFORM users_window_record(v_client_row, v_client, v_now, p_per_client, 3600);
     END IF;
-    INSERT INTO users_otpchallenge AS c (phone, code_hash, created_at, expires_at, attempts)
-    VALUES (p_phone, p_code_hash, now(), now() + make_interval(secs => p_ttl), 0)
+    IF p_provider IS NOT NULL THEN
+        INSERT INTO users_delivery (phone, country, prefix, provider)
+        VALUES (p_phone, coalesce(p_country, ''), coalesce(p_prefix, ''), p_provider)
+        RETURNING id INTO v_delivery;
+    END IF;
+    INSERT INTO users_otpchallenge AS c (phone, code_hash, created_at, expires_at, attempts,
+        delivery_id)
+    VALUES (p_phone, p_code_hash, now(), now() + make_interval(secs => p_ttl), 0, v_delivery)
     ON CONFLICT (phone) DO UPDATE SET code_hash = excluded.code_hash,
         created_at = excluded.created_at, expires_at = excluded.expires_at, attempts = 0,
-        unanswered_user_id = NULL, unanswered_new_user = false;
+        unanswered_user_id = NULL, unanswered_new_user = false,
+        delivery_id = excluded.delivery_id;
     RETURN QUERY SELECT NULL::text, 0,
         greatest(
             users_window_wait(v_sends || v_now, p_per_phone, 3600, 0, v_now),
             users_window_wait(v_tries || v_now, p_attempts, 3600, p_cooldown, v_now)
         ),
-        v_now, now(), now() + make_interval(secs => p_ttl), NULL::boolean;
+        v_now, now(), now() + make_interval(secs => p_ttl), NULL::boolean, v_delivery,
+        p_prefix IS NOT NULL AND users_pumping_check(p_prefix, p_pumping_sends,
+            p_pumping_conversion, p_pumping_window, p_pumping_block);
 END
 $$;
 
 -- Undo what a send did after its delivery failed: the phone's hourly count forgets the
 -- send (the person did nothing wrong) and its code, unless a newer send has replaced
--- it, is deleted. The delivery attempt stays counted: the cooldown still holds and
--- the attempts' ceiling too, whatever the provider answered. The wait to try again.
+-- it, is deleted; its delivery is marked failed with the provider's error code. The
+-- delivery attempt stays counted: the cooldown still holds and the attempts' ceiling
+-- too, whatever the provider answered. The wait to try again.
 CREATE OR REPLACE FUNCTION users_void_code(
     p_phone text, p_counted_at double precision, p_created_at timestamptz,
-    p_per_phone integer, p_attempts integer, p_cooldown integer
+    p_per_phone integer, p_attempts integer, p_cooldown integer, p_delivery bigint,
+    p_error text
 ) RETURNS integer LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM 1 FROM users_window_lock('send:phone:' || p_phone, 0);
     PERFORM users_window_forget('send:phone:' || p_phone, p_counted_at);
     DELETE FROM users_otpchallenge WHERE phone = p_phone AND created_at = p_created_at;
+    PERFORM users_delivery_status(p_delivery, 'failed', NULL, p_error);
     RETURN users_resend_wait(p_phone, p_per_phone, p_attempts, p_cooldown);
 END
 $$;
@@ -268,6 +327,7 @@ DECLARE
     v_user users_user;
     v_new boolean := false;
     v_expires timestamptz;
+    v_delivery bigint;
 BEGIN
     SELECT * INTO v_check FROM users_check_code(p_phone, p_code_hash, p_max_attempts,
         p_max_failed, p_per_phone, p_attempts, p_cooldown);
@@ -296,7 +356,8 @@ BEGIN
     END IF;
 
     DELETE FROM users_otpchallenge c WHERE c.id = v_check.challenge_id
-    RETURNING c.expires_at INTO v_expires;
+    RETURNING c.expires_at, c.delivery_id INTO v_expires, v_delivery;
+    UPDATE users_delivery SET verified_at = now() WHERE id = v_delivery AND verified_at IS NULL;
     INSERT INTO users_refreshtoken (token_hash, user_id, created_at, revoked_at, rotated)
     VALUES (p_token_hash, v_user.id, now(), NULL, false);
     RETURN QUERY SELECT NULL::text, 0, v_user.id, v_user.invite_code::text,
