@@ -1,0 +1,156 @@
+"""Issue 22, round two of hostile load: what one client can make a worker hold or do.
+
+Each test runs uvicorn as operators do (tests/servers.py) and talks to it over raw
+sockets where the point is what goes over the wire. Memory is the worker's resident
+set (/proc/<pid>/status; with one worker uvicorn's own process is the worker), read
+after the server has answered or closed, never after a guessed pause. Run with `-s`
+to see the figures of a passing run too.
+"""
+
+import asyncio
+import base64
+import json
+import time
+from pathlib import Path
+
+from tests.servers import (
+    FAST_SIGN_IN,
+    Response,
+    address,
+    graphql,
+    new_phone,
+    read_response,
+    served,
+    sign_in,
+    start_server,
+    top_error_code,
+)
+
+UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+
+def report(name: str, figures: dict) -> None:
+    """Print the measured figures (shown with -s, and under a failure)."""
+    print(f"\n[{name}] " + ", ".join(f"{key}={value}" for key, value in figures.items()))
+
+
+def rss_mb(pid: int) -> float:
+    """The resident set of process `pid`, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def log_lines(log: str) -> list[dict]:
+    """The server's JSON log lines (DEBUG off)."""
+    lines = []
+    for line in log.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            lines.append({"level": "?", "message": line})
+    return lines
+
+
+def errors_in(log: str) -> list[str]:
+    """Lines at ERROR or above, and any traceback: none are expected here."""
+    found = [
+        line["message"][:300]
+        for line in log_lines(log)
+        if line.get("level") in ("ERROR", "CRITICAL") or "exception" in line
+    ]
+    return found + (["a traceback"] if "Traceback" in log else [])
+
+
+async def exchange(url: str, raw: bytes, *, local: str | None = None, timeout=30.0) -> Response:
+    """Send exactly `raw` on a new connection (from address `local`), read one answer."""
+    host, port = address(url)
+    started = time.monotonic()
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, local_addr=(local, 0) if local else None), timeout
+    )
+    try:
+        writer.write(raw)
+        await writer.drain()
+        response = await asyncio.wait_for(read_response(reader), timeout)
+    finally:
+        writer.close()
+    response.elapsed = time.monotonic() - started
+    return response
+
+
+def post(url: str, body: dict, token: str | None = None) -> bytes:
+    """The bytes of a GraphQL POST with `body` as JSON."""
+    data = json.dumps(body).encode()
+    host, port = address(url)
+    head = [
+        "POST /graphql/ HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(data)}",
+        "Connection: close",
+    ]
+    if token:
+        head.append(f"Authorization: Bearer {token}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + data
+
+
+# ---------------------------------------------------------------------------------------
+# 9. A cursor this server did not issue is the caller's mistake.
+
+REFERRALS = """query($after: String) { me { referrals(first: 5, after: $after) {
+  edges { cursor } pageInfo { endCursor } } } }"""
+ACTIVATE = """mutation($code: String!) { activateInvite(inviteCode: $code) {
+  userErrors { code } } }"""
+PROFILE = "{ me { inviteCode } }"
+
+
+def cursor_of(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+CRAFTED_CURSORS = {
+    "far-offset": cursor_of("9999-12-31T23:59:59-23:59|5"),
+    "other-offset": cursor_of("2026-01-01T12:00:00+03:00|5"),
+    "naive": cursor_of("2026-01-01T12:00:00|5"),
+    "date-only": cursor_of("2026-01-01|5"),
+    "id-past-bigint": cursor_of("2026-01-01T12:00:00+00:00|99999999999999999999"),
+    "id-zero": cursor_of("2026-01-01T12:00:00+00:00|0"),
+    "id-arabic-digits": cursor_of("2026-01-01T12:00:00+00:00|\u0665"),
+    "id-spaced": cursor_of("2026-01-01T12:00:00+00:00| 5"),
+    "no-id": cursor_of("2026-01-01T12:00:00+00:00"),
+    "not-base64": "%%%",
+    "not-utf8": base64.urlsafe_b64encode(b"\xff\xfe|5").decode(),
+}
+
+
+@served
+def test_a_cursor_this_server_did_not_issue_is_bad_user_input():
+    answers, pages = {}, {}
+    with start_server(FAST_SIGN_IN) as server:
+
+        async def scenario():
+            inviter = await sign_in(server.url, new_phone())
+            code = (await graphql(server.url, PROFILE, token=inviter)).json()["data"]["me"]
+            for _ in range(2):
+                invitee = await sign_in(server.url, new_phone())
+                variables = {"code": code["inviteCode"]}
+                await graphql(server.url, ACTIVATE, variables, token=invitee)
+            first = (await graphql(server.url, REFERRALS, token=inviter)).json()
+            pages["first"] = first
+            cursor = first["data"]["me"]["referrals"]["edges"][0]["cursor"]
+            after = await graphql(server.url, REFERRALS, {"after": cursor}, token=inviter)
+            pages["after"] = after.json()
+            for name, crafted in CRAFTED_CURSORS.items():
+                answers[name] = await graphql(
+                    server.url, REFERRALS, {"after": crafted}, token=inviter
+                )
+
+        asyncio.run(scenario())
+    codes = {name: top_error_code(answer) for name, answer in answers.items()}
+    report("cursors", codes)
+    assert len(pages["first"]["data"]["me"]["referrals"]["edges"]) == 2, pages
+    assert len(pages["after"]["data"]["me"]["referrals"]["edges"]) == 1, pages
+    assert codes == dict.fromkeys(CRAFTED_CURSORS, "BAD_USER_INPUT"), codes
+    assert not errors_in(server.log), errors_in(server.log)
