@@ -97,6 +97,70 @@ def post(url: str, body: dict, token: str | None = None) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------
+# 4. Caches keyed by the document are bounded by bytes.
+
+DOCUMENTS = 30
+
+
+def unknown_fields(n: int, tokens: int) -> str:
+    """A document of `tokens` tokens, unique by `n`, each field unknown: validation stops
+    at its 100th error, so it is cheap to refuse, but its syntax tree is about 600 bytes
+    a token (a megabyte at 2,000) for 8 bytes of text."""
+    return "{ " + " ".join(f"u{n}_{i}" for i in range(tokens - 2)) + " }"
+
+
+def long_document(n: int) -> str:
+    """A 245 KB text, nearly all of it a comment, unique by `n`."""
+    return f"{{ me {{ id }} }} # {n} " + "x" * 245_000
+
+
+@served
+def test_unique_documents_do_not_grow_the_worker_past_the_cache_bounds():
+    """30 documents of 1,990 tokens, 30 of 700 and 10 texts of 245 KB, each new: the
+    worker keeps what its byte-bounded caches allow, not every document."""
+    figures: dict = {"documents": DOCUMENTS * 2 + DOCUMENTS // 3}
+    with start_server({"MAX_IN_FLIGHT_PER_ADDRESS": "0"}) as server:
+        pid = server.process.pid
+
+        async def send_all(documents):
+            answers = []
+            for start in range(0, len(documents), 10):
+                batch = documents[start : start + 10]
+                answers += await asyncio.gather(*(graphql(server.url, d) for d in batch))
+            return answers
+
+        asyncio.run(send_all([unknown_fields(n, 1990) for n in range(3)]))  # first uses
+        figures["rss_before_mb"] = rss_mb(pid)
+        started = time.monotonic()
+        big = asyncio.run(send_all([unknown_fields(n, 1990) for n in range(100, 130)]))
+        medium = asyncio.run(send_all([unknown_fields(n, 700) for n in range(200, 230)]))
+        long = asyncio.run(send_all([long_document(n) for n in range(DOCUMENTS // 3)]))
+        figures["seconds"] = round(time.monotonic() - started, 2)
+        figures["rss_after_mb"] = rss_mb(pid)
+        again = asyncio.run(graphql(server.url, unknown_fields(229, 700)))
+    growth = figures["rss_after_mb"] - figures["rss_before_mb"]
+    report("unique documents", figures)
+    refused = [answer for answer in big + medium if answer.status == 200]
+    assert len(refused) == 2 * DOCUMENTS and all(a.json()["errors"] for a in refused)
+    assert all(top_error_code(answer) == "UNAUTHENTICATED" for answer in long), long[0]
+    assert again.status == 200 and again.json()["errors"]
+    assert growth < 30, f"the worker grew by {growth:.0f} MB: {figures}"
+
+
+def test_the_document_cache_keeps_what_fits_and_evicts_the_oldest():
+    from schema.limits import SizedCache
+
+    cache: SizedCache[str, str] = SizedCache(max_bytes=100, max_entry_bytes=60)
+    cache.put("a", "A", 40)
+    cache.put("b", "B", 40)
+    assert cache.get("a") == "A"  # now the most recent
+    cache.put("c", "C", 40)  # evicts b, the least recent
+    assert cache.get("b") is None and cache.get("a") == "A" and cache.get("c") == "C"
+    cache.put("big", "X", 61)  # over one entry's bound: never kept
+    assert cache.get("big") is None and cache.bytes == 80
+
+
+# ---------------------------------------------------------------------------------------
 # 9. A cursor this server did not issue is the caller's mistake.
 
 REFERRALS = """query($after: String) { me { referrals(first: 5, after: $after) {
@@ -154,3 +218,39 @@ def test_a_cursor_this_server_did_not_issue_is_bad_user_input():
     assert len(pages["after"]["data"]["me"]["referrals"]["edges"]) == 1, pages
     assert codes == dict.fromkeys(CRAFTED_CURSORS, "BAD_USER_INPUT"), codes
     assert not errors_in(server.log), errors_in(server.log)
+
+
+# ---------------------------------------------------------------------------------------
+# 10. An operationName that is not a string is the caller's mistake, and logged as one.
+
+NOT_STRINGS = [5, True, 1.5, [1], {"a": 1}]
+
+
+@served
+def test_an_operation_name_that_is_not_a_string_is_a_clean_400():
+    with start_server({}) as server:
+
+        async def scenario():
+            return [
+                await exchange(server.url, post(server.url, {"query": "{ __typename }", **name}))
+                for name in [{"operationName": value} for value in NOT_STRINGS]
+            ]
+
+        answers = asyncio.run(scenario())
+    report("operationName", {repr(v): a for v, a in zip(NOT_STRINGS, answers, strict=True)})
+    for answer in answers:
+        assert answer.status == 400 and top_error_code(answer) == "BAD_REQUEST", answer
+        assert "operationName" in answer.json()["errors"][0]["message"], answer
+    assert not errors_in(server.log), errors_in(server.log)
+    access = [line for line in log_lines(server.log) if line.get("logger") == "access"]
+    assert [line["status"] for line in access if line["path"] == "/graphql/"] == [400] * len(
+        NOT_STRINGS
+    ), access
+
+
+def test_an_operation_name_that_is_not_a_string_is_no_label():
+    from backend import metrics
+
+    for value in NOT_STRINGS:
+        assert metrics.valid_operation_name(value) is None
+        assert metrics.operation_label(value) == "other"
