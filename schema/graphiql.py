@@ -12,6 +12,10 @@ import json
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
+# Where the page's files are under STATIC_URL; served only while GRAPHIQL is on
+# (backend/middleware.py).
+STATIC = "graphiql/"
+
 EXAMPLE_DOCUMENT = """\
 # Signing in, step by step. To run one operation, put
 # the cursor inside it and press Ctrl-Enter (or use the

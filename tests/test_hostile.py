@@ -10,14 +10,19 @@ to see the figures of a passing run too.
 import asyncio
 import base64
 import json
+import select
+import socket
 import time
 from pathlib import Path
+
+from django.conf import settings
 
 from tests.servers import (
     FAST_SIGN_IN,
     Response,
     address,
     graphql,
+    http,
     new_phone,
     read_response,
     served,
@@ -94,6 +99,187 @@ def post(url: str, body: dict, token: str | None = None) -> bytes:
     if token:
         head.append(f"Authorization: Bearer {token}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + data
+
+
+# ---------------------------------------------------------------------------------------
+# 2. The request head is bounded while it is read.
+
+PAD_MIB = 16
+PAD_CLIENTS = 20
+
+
+async def send_huge_header(url: str) -> Response | str:
+    """GET /healthz with a PAD_MIB MiB header, written while the answer is read."""
+    host, port = address(url)
+    reader, writer = await asyncio.open_connection(host, port)
+    pad = b"a" * (256 * 1024)
+
+    async def write() -> None:
+        try:
+            writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nX-Pad: ".encode())
+            for _ in range(PAD_MIB * 4):
+                writer.write(pad)
+                await writer.drain()
+            writer.write(b"\r\n\r\n")
+            await writer.drain()
+        except ConnectionError:
+            pass  # the server stopped reading: it has answered
+
+    writing = asyncio.ensure_future(write())
+    try:
+        return await asyncio.wait_for(read_response(reader), 30)
+    except (ConnectionError, TimeoutError, asyncio.IncompleteReadError) as error:
+        return f"no answer: {error!r}"
+    finally:
+        writing.cancel()
+        writer.close()
+
+
+@served
+def test_a_huge_header_is_refused_while_it_is_read_and_does_not_grow_the_worker():
+    """20 clients each send a 16 MiB header: each is answered 431, the worker stays small."""
+    figures: dict = {"clients": PAD_CLIENTS, "header_mib": PAD_MIB}
+    with start_server({}) as server:
+        pid = server.process.pid
+        asyncio.run(http(server.url, "GET", "/healthz"))
+        figures["rss_before_mb"] = rss_mb(pid)
+
+        async def flood():
+            return await asyncio.gather(*(send_huge_header(server.url) for _ in range(PAD_CLIENTS)))
+
+        started = time.monotonic()
+        answers = asyncio.run(flood())
+        figures["seconds"] = round(time.monotonic() - started, 2)
+        figures["rss_after_mb"] = rss_mb(pid)
+        healthy = asyncio.run(http(server.url, "GET", "/healthz"))
+    figures["statuses"] = sorted({getattr(a, "status", a) for a in answers}, key=str)
+    growth = figures["rss_after_mb"] - figures["rss_before_mb"]
+    report("huge header", figures)
+    assert all(isinstance(a, Response) and a.status == 431 for a in answers), figures
+    assert b"more than 65536 bytes" in answers[0].body, answers[0]
+    assert growth < 32, f"the worker grew by {growth:.0f} MB: {figures}"
+    assert healthy.status == 200
+    assert not errors_in(server.log), errors_in(server.log)
+    refused = [line for line in log_lines(server.log) if line.get("status") == 431]
+    assert len(refused) == PAD_CLIENTS, "one access line per refused request"
+
+
+@served
+def test_too_many_headers_are_refused_and_a_normal_head_is_not():
+    with start_server({}) as server:
+        host, port = address(server.url)
+        start = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+
+        def head(count: int) -> bytes:
+            return (start + "".join(f"X-H{i}: 1\r\n" for i in range(count)) + "\r\n").encode()
+
+        many = asyncio.run(exchange(server.url, head(20_000)))
+        some = asyncio.run(exchange(server.url, head(150)))
+        normal = asyncio.run(exchange(server.url, head(60)))
+        long_url = asyncio.run(
+            exchange(
+                server.url,
+                f"GET /healthz?{'a' * 50_000} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                "Connection: close\r\n\r\n".encode(),
+            )
+        )
+    report("headers", {"20000": many, "150": some, "60": normal, "50 KB URL": long_url.status})
+    assert many.status == 431 and b"more than 100 headers" in many.body, many
+    assert some.status == 431 and b"more than 100 headers" in some.body, some
+    assert normal.status == 200, normal
+    assert long_url.status == 200, long_url
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Clients that never read: files streamed, answers not read dropped, GraphiQL's files
+# only with GraphiQL.
+
+GRAPHIQL_SCRIPT = "graphiql/graphiql-3.8.3/graphiql.min.js"
+READERS = 100
+
+
+def static_path(name: str) -> str:
+    manifest = json.loads(Path(settings.STATIC_ROOT, "staticfiles.json").read_text())
+    return f"{settings.STATIC_URL}{manifest['paths'][name]}"
+
+
+def open_and_never_read(url: str, path: str) -> socket.socket:
+    """A socket that asks for `path`, reads the answer's head and then nothing more."""
+    host, port = address(url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # little room in the kernel
+    sock.connect((host, port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    return sock
+
+
+def read_head(sock: socket.socket) -> bytes:
+    """The status line and headers (and whatever part of the body came with them)."""
+    sock.settimeout(30)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(1024)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def wait_until_closed_by_server(socks: list[socket.socket], seconds: float) -> int:
+    """How many of `socks` the server closed or reset within `seconds`, reading nothing."""
+    poller = select.poll()
+    for sock in socks:
+        poller.register(sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    closed: set[int] = set()
+    deadline = time.monotonic() + seconds
+    while len(closed) < len(socks) and (left := deadline - time.monotonic()) > 0:
+        for fd, events in poller.poll(left * 1000):
+            if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
+                closed.add(fd)
+                poller.unregister(fd)
+    return len(closed)
+
+
+@served
+def test_clients_that_never_read_are_dropped_and_files_are_streamed():
+    """100 sockets ask for GraphiQL's 3.5 MB script and never read: the worker holds a
+    chunk of it per socket, not the file, and drops them after RESPONSE_WRITE_TIMEOUT."""
+    figures: dict = {"sockets": READERS}
+    env = {"GRAPHIQL": "1", "RESPONSE_WRITE_TIMEOUT": "2", "MAX_IN_FLIGHT_PER_ADDRESS": "0"}
+    with start_server(env) as server:
+        pid = server.process.pid
+        path = static_path(GRAPHIQL_SCRIPT)
+        whole = asyncio.run(http(server.url, "GET", path))  # a reader gets it all
+        figures["rss_before_mb"] = rss_mb(pid)
+        socks = [open_and_never_read(server.url, path) for _ in range(READERS)]
+        try:
+            heads = [read_head(sock) for sock in socks]
+            figures["rss_answering_mb"] = rss_mb(pid)
+            figures["closed_by_server"] = wait_until_closed_by_server(socks, 15)
+            figures["rss_after_mb"] = rss_mb(pid)
+        finally:
+            for sock in socks:
+                sock.close()
+        healthy = asyncio.run(http(server.url, "GET", "/healthz"))
+    report("never read", figures)
+    assert whole.status == 200 and len(whole.body) > 3_000_000, whole
+    assert all(head.startswith(b"HTTP/1.1 200") for head in heads)
+    growth = figures["rss_answering_mb"] - figures["rss_before_mb"]
+    assert growth < 40, f"the worker grew by {growth:.0f} MB for {READERS} sockets: {figures}"
+    assert figures["closed_by_server"] == READERS, figures
+    assert figures["rss_after_mb"] - figures["rss_before_mb"] < 40, figures
+    assert healthy.status == 200
+    assert not errors_in(server.log), errors_in(server.log)
+
+
+@served
+def test_graphiql_files_are_not_served_with_graphiql_off():
+    with start_server({"GRAPHIQL": "0"}) as server:
+        script = asyncio.run(http(server.url, "GET", static_path(GRAPHIQL_SCRIPT)))
+        plain = asyncio.run(http(server.url, "GET", f"{settings.STATIC_URL}{GRAPHIQL_SCRIPT}"))
+        client = asyncio.run(http(server.url, "GET", static_path("client/app.js")))
+    assert script.status == 404 and plain.status == 404, (script, plain)
+    assert client.status == 200 and client.body, client
 
 
 # ---------------------------------------------------------------------------------------
