@@ -80,6 +80,12 @@ MAX_REQUEST_HEADERS = env_int("MAX_REQUEST_HEADERS", 100)
 # An answer's bytes must leave the worker's write buffer within this many seconds each
 # time it fills; a client that does not read is disconnected (backend/server.py).
 RESPONSE_WRITE_TIMEOUT = env_float("RESPONSE_WRITE_TIMEOUT", 30.0)
+# Requests one signed-in user, and one client address (IPv6: one /64), may have in
+# flight at once on one worker; the next is answered at once, SERVICE_UNAVAILABLE
+# (backend/edge.py). 0 turns a bound off. Behind a load balancer, the address is only
+# the client's when the balancer is in TRUSTED_PROXIES.
+MAX_IN_FLIGHT_PER_USER = env_int("MAX_IN_FLIGHT_PER_USER", 8)
+MAX_IN_FLIGHT_PER_ADDRESS = env_int("MAX_IN_FLIGHT_PER_ADDRESS", 64)
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 GRAPHIQL = env_bool("GRAPHIQL", DEBUG)
 

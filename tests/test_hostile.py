@@ -15,6 +15,7 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 from tests.servers import (
@@ -440,3 +441,118 @@ def test_an_operation_name_that_is_not_a_string_is_no_label():
     for value in NOT_STRINGS:
         assert metrics.valid_operation_name(value) is None
         assert metrics.operation_label(value) == "other"
+
+
+# ---------------------------------------------------------------------------------------
+# 11. A WebSocket upgrade is refused cleanly until subscriptions exist.
+
+
+@served
+def test_a_websocket_upgrade_is_refused_without_a_traceback():
+    with start_server({}) as server:
+        host, port = address(server.url)
+        handshake = (
+            f"GET /graphql/ HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade\r\n"
+            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+        ).encode()
+
+        async def upgrade():
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(handshake)
+                await writer.drain()
+                return await asyncio.wait_for(reader.read(), 10)  # until the server closes
+            finally:
+                writer.close()
+
+        answer = asyncio.run(upgrade())
+    report("websocket", {"answer": answer[:200]})
+    assert answer.startswith(b"HTTP/1.1 403"), answer
+    assert b"Traceback" not in answer and b"Internal Server Error" not in answer
+    assert not errors_in(server.log), errors_in(server.log)
+
+
+# ---------------------------------------------------------------------------------------
+# 12. A burst from one client costs that client, not the queue.
+
+BURST = 1000
+TWO_ME = "{ a: me { referrals { totalCount } } b: me { referrals { totalCount } } }"
+FIFTEEN_ME = "{ " + " ".join(f"a{i}: me {{ referrals {{ totalCount }} }}" for i in range(15)) + " }"
+ME = "{ me { id } }"
+
+
+async def burst_beside_another(
+    url: str, query: str, token: str, other: bytes, other_from: str | None
+):
+    """BURST `query` at once with `token` from 127.0.0.1; while they are answered,
+    `other` is sent five times, one after another, from `other_from`."""
+    raw = post(url, {"query": query}, token)
+    burst = [asyncio.ensure_future(exchange(url, raw, timeout=60)) for _ in range(BURST)]
+    await asyncio.wait(burst, return_when=asyncio.FIRST_COMPLETED)  # the burst is being served
+    others = [await exchange(url, other, local=other_from, timeout=60) for _ in range(5)]
+    answers = await asyncio.gather(*burst, return_exceptions=True)
+    return answers, others
+
+
+def burst_figures(answers, others) -> dict:
+    answered = [a for a in answers if isinstance(a, Response)]
+    codes = [top_error_code(a) for a in answered]
+    refused = sorted(a.elapsed for a in answered if top_error_code(a) == UNAVAILABLE)
+    return {
+        "data": sum(1 for a in answered if a.status == 200 and not a.json().get("errors")),
+        "refused": len(refused),
+        "other_codes": sorted({str(c) for c in codes if c not in (None, UNAVAILABLE)}),
+        "failed": len(answers) - len(answered) + sum(1 for a in answered if a.status != 200),
+        "refused_p50_s": round(refused[len(refused) // 2], 2) if refused else None,
+        "other_s": [round(o.elapsed, 2) for o in others],
+    }
+
+
+@served
+def test_a_burst_from_one_user_is_shed_and_another_user_stays_prompt():
+    with start_server(FAST_SIGN_IN) as server:
+
+        async def scenario():
+            bursting = await sign_in(server.url, new_phone())
+            other = await sign_in(server.url, new_phone())
+            return await burst_beside_another(
+                server.url, TWO_ME, bursting, post(server.url, {"query": ME}, other), None
+            )
+
+        answers, others = asyncio.run(scenario())
+    figures = burst_figures(answers, others)
+    report("burst from one user", figures)
+    assert all(o.status == 200 and "errors" not in o.json() for o in others), others
+    assert max(o.elapsed for o in others) < 2, figures
+    assert figures["failed"] == 0 and not figures["other_codes"], figures
+    assert figures["refused"] and figures["refused_p50_s"] < 2, figures
+    assert not errors_in(server.log), errors_in(server.log)
+
+
+@served
+def test_a_burst_from_one_address_is_shed_and_another_address_stays_prompt():
+    """A burst of 15-alias `me` with a token that is not good (so no user to count it
+    by): the address bound (16 here) sheds it, and a user from 127.0.0.2 stays prompt."""
+    with start_server({**FAST_SIGN_IN, "MAX_IN_FLIGHT_PER_ADDRESS": "16"}) as server:
+
+        async def scenario():
+            other = post(server.url, {"query": ME}, await sign_in(server.url, new_phone()))
+            return await burst_beside_another(
+                server.url, FIFTEEN_ME, "not-a-token", other, "127.0.0.2"
+            )
+
+        answers, others = asyncio.run(scenario())
+    figures = burst_figures(answers, others)
+    report("burst from one address", figures)
+    assert all(o.status == 200 and "errors" not in o.json() for o in others), others
+    assert max(o.elapsed for o in others) < 2, figures
+    assert figures["failed"] == 0 and figures["other_codes"] == ["UNAUTHENTICATED"], figures
+    assert figures["refused"] and figures["refused_p50_s"] < 2, figures
+    assert not errors_in(server.log), errors_in(server.log)
+
+
+@pytest.mark.parametrize("bound", ["user", "address"])
+def test_the_in_flight_bounds_are_settings(bound):
+    assert getattr(settings, f"MAX_IN_FLIGHT_PER_{bound.upper()}") > 0
