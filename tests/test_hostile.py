@@ -478,7 +478,6 @@ def test_a_websocket_upgrade_is_refused_without_a_traceback():
 # 12. A burst from one client costs that client, not the queue.
 
 BURST = 1000
-TWO_ME = "{ a: me { referrals { totalCount } } b: me { referrals { totalCount } } }"
 FIFTEEN_ME = "{ " + " ".join(f"a{i}: me {{ referrals {{ totalCount }} }}" for i in range(15)) + " }"
 ME = "{ me { id } }"
 
@@ -486,17 +485,18 @@ ME = "{ me { id } }"
 async def burst_beside_another(
     url: str, query: str, token: str, other: bytes, other_from: str | None
 ):
-    """BURST `query` at once with `token` from 127.0.0.1; while they are answered,
-    `other` is sent five times, one after another, from `other_from`."""
+    """BURST `query` at once with `token` from 127.0.0.1; once the server has answered
+    one of them, `other` is sent five times, one after another, from `other_from`."""
     raw = post(url, {"query": query}, token)
     burst = [asyncio.ensure_future(exchange(url, raw, timeout=60)) for _ in range(BURST)]
-    await asyncio.wait(burst, return_when=asyncio.FIRST_COMPLETED)  # the burst is being served
+    await asyncio.wait(burst, return_when=asyncio.FIRST_COMPLETED)
+    pending = sum(1 for request in burst if not request.done())
     others = [await exchange(url, other, local=other_from, timeout=60) for _ in range(5)]
     answers = await asyncio.gather(*burst, return_exceptions=True)
-    return answers, others
+    return answers, others, pending
 
 
-def burst_figures(answers, others) -> dict:
+def burst_figures(answers, others, pending) -> dict:
     answered = [a for a in answers if isinstance(a, Response)]
     codes = [top_error_code(a) for a in answered]
     refused = sorted(a.elapsed for a in answered if top_error_code(a) == UNAVAILABLE)
@@ -506,26 +506,30 @@ def burst_figures(answers, others) -> dict:
         "other_codes": sorted({str(c) for c in codes if c not in (None, UNAVAILABLE)}),
         "failed": len(answers) - len(answered) + sum(1 for a in answered if a.status != 200),
         "refused_p50_s": round(refused[len(refused) // 2], 2) if refused else None,
+        "pending_when_others_began": pending,
         "other_s": [round(o.elapsed, 2) for o in others],
     }
 
 
 @served
 def test_a_burst_from_one_user_is_shed_and_another_user_stays_prompt():
-    with start_server(FAST_SIGN_IN) as server:
+    """1,000 15-alias `me` at once from one signed-in user (the address bound off, so
+    that the user bound is what is tested): all but a few refused at once, and another
+    user's `me` meanwhile is answered."""
+    with start_server({**FAST_SIGN_IN, "MAX_IN_FLIGHT_PER_ADDRESS": "0"}) as server:
 
         async def scenario():
             bursting = await sign_in(server.url, new_phone())
             other = await sign_in(server.url, new_phone())
             return await burst_beside_another(
-                server.url, TWO_ME, bursting, post(server.url, {"query": ME}, other), None
+                server.url, FIFTEEN_ME, bursting, post(server.url, {"query": ME}, other), None
             )
 
-        answers, others = asyncio.run(scenario())
-    figures = burst_figures(answers, others)
+        answers, others, pending = asyncio.run(scenario())
+    figures = burst_figures(answers, others, pending)
     report("burst from one user", figures)
     assert all(o.status == 200 and "errors" not in o.json() for o in others), others
-    assert max(o.elapsed for o in others) < 2, figures
+    assert max(o.elapsed for o in others) < 4, figures
     assert figures["failed"] == 0 and not figures["other_codes"], figures
     assert figures["refused"] and figures["refused_p50_s"] < 2, figures
     assert not errors_in(server.log), errors_in(server.log)
@@ -543,11 +547,11 @@ def test_a_burst_from_one_address_is_shed_and_another_address_stays_prompt():
                 server.url, FIFTEEN_ME, "not-a-token", other, "127.0.0.2"
             )
 
-        answers, others = asyncio.run(scenario())
-    figures = burst_figures(answers, others)
+        answers, others, pending = asyncio.run(scenario())
+    figures = burst_figures(answers, others, pending)
     report("burst from one address", figures)
     assert all(o.status == 200 and "errors" not in o.json() for o in others), others
-    assert max(o.elapsed for o in others) < 2, figures
+    assert max(o.elapsed for o in others) < 4, figures
     assert figures["failed"] == 0 and figures["other_codes"] == ["UNAUTHENTICATED"], figures
     assert figures["refused"] and figures["refused_p50_s"] < 2, figures
     assert not errors_in(server.log), errors_in(server.log)
