@@ -14,11 +14,23 @@ same answers:
   log line of the request and sent back as X-Request-ID.
 - When the request has been answered: its access line (ACCESS_LOG, backend/logs.py)
   and, for a GraphQL operation, its duration by operation name (backend/metrics.py).
+- Requests in flight: one signed-in user may have MAX_IN_FLIGHT_PER_USER requests
+  being served by this worker at once, one client address MAX_IN_FLIGHT_PER_ADDRESS;
+  the next one is answered at once, before Django or GraphQL sees it, with the
+  top-level error SERVICE_UNAVAILABLE (HTTP 200 on /graphql/, as every GraphQL error
+  is; 503 elsewhere) and Retry-After: 1. So a burst costs its sender: the rest of it
+  is refused in microseconds instead of queueing ahead of everybody else's requests
+  for the CPU and the database. The probes are not counted: a load balancer that is
+  not in TRUSTED_PROXIES makes every client one address, and must still see the
+  instance healthy.
+- WebSocket connections are refused (HTTP 403 to the handshake) until the
+  subscriptions of SPEC's graphql-transport-ws exist: `websocket` is where they go.
 """
 
 import ipaddress
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -26,8 +38,13 @@ from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from backend import database, logs, metrics
+from backend.languages import preferred_language
+from backend.middleware import PROBES
+from users.access_tokens import user_id_from_access_token
 
 type Scope = MutableMapping[str, Any]
 type Message = MutableMapping[str, Any]
@@ -61,6 +78,25 @@ def is_trusted_proxy(address: str) -> bool:
 def _header(scope: Scope, name: bytes) -> str:
     values = [value.decode("latin-1") for key, value in scope["headers"] if key == name]
     return ",".join(values)
+
+
+def address_key(client_ip: str | None) -> str | None:
+    """What a per-address limit counts: an IPv4 address, or an IPv6 /64.
+
+    One IPv6 subscriber usually holds a whole /64, so counting single addresses
+    would let one client rotate through billions of them.
+    """
+    if not client_ip:
+        return None
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip[:64]
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
 def forwarded_client(peer: str, forwarded_for: str) -> str:
@@ -133,6 +169,9 @@ def edge(app: ASGIApp) -> ASGIApp:
     metrics.worker_started()
 
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
@@ -150,7 +189,17 @@ def edge(app: ASGIApp) -> ASGIApp:
             await send(message)
 
         try:
-            await _serve(app, scope, receive, answer)
+            callers = _callers(scope)
+            bound = in_flight.enter(callers)
+            if bound is not None:
+                metrics.record_shed(bound)
+                logs.add_outcome("SERVICE_UNAVAILABLE")
+                await _shed(scope, answer)
+                return
+            try:
+                await _serve(app, scope, receive, answer)
+            finally:
+                in_flight.leave(callers)
         finally:
             seconds = time.perf_counter() - started
             if request.graphql:
@@ -160,6 +209,109 @@ def edge(app: ASGIApp) -> ASGIApp:
             logs.end(token)
 
     return application
+
+
+async def websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    """A WebSocket connection: refused for now (HTTP 403 to the handshake).
+
+    SPEC's subscriptions (graphql-transport-ws on /graphql/) will be served from here.
+    """
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})
+    if settings.ACCESS_LOG:
+        client = scope.get("client")
+        request = logs.RequestLog(
+            request_id=logs.new_request_id(),
+            method="GET",
+            path=logs.redact(scope.get("path", "")),
+            client=client[0] if client else None,
+            status=403,
+        )
+        token = logs.begin(request)
+        try:
+            logs.access(request, 0.0, None)
+        finally:
+            logs.end(token)
+
+
+# Requests in flight
+
+
+type Caller = tuple[str, str, int]  # the bound's name, the key counted, the bound
+
+
+class InFlight:
+    """How many requests each user and each client address has in flight on this worker."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def enter(self, callers: list[Caller]) -> str | None:
+        """Count a request of `callers`; or, if one of them is at its bound, the name of
+        that bound, and nothing is counted."""
+        for name, key, bound in callers:
+            if self.counts[name, key] >= bound:
+                return name
+        for name, key, _bound in callers:
+            self.counts[name, key] += 1
+        return None
+
+    def leave(self, callers: list[Caller]) -> None:
+        for name, key, _bound in callers:
+            self.counts[name, key] -= 1
+            if self.counts[name, key] <= 0:
+                del self.counts[name, key]
+
+
+in_flight = InFlight()
+
+
+def bearer_user(scope: Scope) -> int | None:
+    """The user of a good `Authorization: Bearer` access token (no database)."""
+    scheme, _, token = _header(scope, b"authorization").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return user_id_from_access_token(token.strip())
+
+
+def _callers(scope: Scope) -> list[Caller]:
+    """Whom this request counts against (scope as `behind_proxy` made it)."""
+    if scope["path"] in PROBES:
+        return []
+    callers = []
+    if per_user := settings.MAX_IN_FLIGHT_PER_USER:
+        user = bearer_user(scope)
+        if user is not None:
+            callers.append(("user", str(user), per_user))
+    if per_address := settings.MAX_IN_FLIGHT_PER_ADDRESS:
+        client = scope.get("client")
+        address = address_key(client[0] if client else None)
+        if address is not None:
+            callers.append(("address", address, per_address))
+    return callers
+
+
+async def _shed(scope: Scope, send: Send) -> None:
+    """The answer to a request over its caller's bound: SERVICE_UNAVAILABLE, at once."""
+    language = preferred_language(_header(scope, b"accept-language"))
+    with translation.override(language):
+        message = _("The service is busy, try again shortly.")
+    error = {"message": message, "extensions": {"code": "SERVICE_UNAVAILABLE"}}
+    body = json.dumps({"errors": [error]}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            # A GraphQL client reads the errors of a 200; others see what it is.
+            "status": 200 if scope["path"].startswith("/graphql") else 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _logged_operation(request: logs.RequestLog) -> str | None:

@@ -11,11 +11,14 @@ What is recorded, and where:
 - each mutation's outcome, in one place: `schema.errors.returns_user_errors` calls
   `record_mutation` with the resolver's name and the success or the userErrors code;
 - what became of each SMS: the domain's own metrics (users/metrics.py);
-- request duration per GraphQL operation name: `observe_request`, by backend/edge.py.
+- request duration per GraphQL operation name: `observe_request`, by backend/edge.py;
+- requests answered at once because their user or address had too many in flight:
+  `record_shed`, by backend/edge.py.
 
 Operation names are the client's text: a label is made only of a name of at most 64
 characters from [A-Za-z0-9_], and of at most MAX_OPERATIONS names per worker; the
-rest are "other", operations without a name "anonymous".
+rest (a name that is not a string among them) are "other", operations without a name
+"anonymous".
 """
 
 import asyncio
@@ -80,6 +83,13 @@ GRAPHQL_REQUEST = Histogram(
     ["operation"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+SHED = Counter(
+    "requests_shed",
+    "Requests answered SERVICE_UNAVAILABLE at once because their user or client address "
+    "already had MAX_IN_FLIGHT_PER_USER or MAX_IN_FLIGHT_PER_ADDRESS in flight on a "
+    "worker, by bound (user, address).",
+    ["bound"],
+)
 WORKERS = Gauge("server_workers", "Worker processes serving.", multiprocess_mode="livesum")
 
 _operations: set[str] = set()
@@ -92,21 +102,32 @@ def record_mutation(mutation: str, outcome: str) -> None:
         counter.labels(outcome=outcome).inc()
 
 
-def valid_operation_name(name: str | None) -> str | None:
-    """`name` if it is one a label or a log line may hold, else None."""
-    return name if name is not None and OPERATION_NAME.fullmatch(name) else None
+def valid_operation_name(name: object) -> str | None:
+    """`name` if it is one a label or a log line may hold, else None.
+
+    The name is the client's JSON: it may be a number, a list or an object.
+    """
+    return name if isinstance(name, str) and OPERATION_NAME.fullmatch(name) else None
 
 
-def operation_label(name: str | None) -> str:
+def operation_label(name: object) -> str:
     """The label for operation `name`: itself, "anonymous" or "other" (module docstring)."""
-    if not name:
+    if name is None or name == "":
         return "anonymous"
-    if name in _operations:
-        return name
-    if valid_operation_name(name) is None or len(_operations) >= MAX_OPERATIONS:
+    valid = valid_operation_name(name)
+    if valid is None:
         return "other"
-    _operations.add(name)
-    return name
+    if valid in _operations:
+        return valid
+    if len(_operations) >= MAX_OPERATIONS:
+        return "other"
+    _operations.add(valid)
+    return valid
+
+
+def record_shed(bound: str) -> None:
+    """One request refused at once by the in-flight bound `bound` ("user" or "address")."""
+    SHED.labels(bound=bound).inc()
 
 
 def observe_request(operation: str | None, seconds: float) -> None:

@@ -7,18 +7,21 @@ authentication, messages, CSRF and the rest run for the admin's URLs only. The
 middleware here is written for both modes, so it costs no hop itself.
 """
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, BinaryIO
 
-from asgiref.sync import iscoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 from django.utils.module_loading import import_string
 from whitenoise.middleware import WhiteNoiseMiddleware
+
+from schema.graphiql import STATIC as GRAPHIQL_STATIC
 
 type Handler = Callable[[HttpRequest], Any]
 type AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
@@ -27,6 +30,8 @@ type AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 # endpoints"). /metrics is not among them: list the addresses Prometheus scrapes in
 # ALLOWED_HOSTS (README "Metrics").
 PROBES = ("/healthz", "/readyz")
+# A static file is read and sent this many bytes at a time (Django's ASGI chunk).
+STATIC_CHUNK = 64 * 1024
 
 
 def _both(
@@ -89,28 +94,24 @@ def static_files(get_response: Handler) -> Handler:
     WhiteNoise's own middleware is synchronous, so under ASGI Django would run every
     request through a thread to reach it. Its index of files is built at start-up
     from STATIC_ROOT (`collectstatic`), so finding a file is a dictionary lookup;
-    only a hit opens the file, in a thread.
+    only a hit opens the file, in a thread. The file is then read a chunk at a time,
+    each in a thread, as the client takes it: a worker holds a chunk per answer, not
+    the file, however many clients ask for it and however slowly they read.
+
+    GraphiQL's files (schema/static/graphiql/) are there only while GRAPHIQL is on:
+    its script alone is 3.5 MB.
     """
     whitenoise = WhiteNoiseMiddleware(get_response)
     files, serve = whitenoise.files, whitenoise.serve
+    graphiql = f"{settings.STATIC_URL}{GRAPHIQL_STATIC}"
 
-    def serve_whole(static_file: Any, request: HttpRequest) -> HttpResponseBase:
-        """The file read whole in the thread: under ASGI, Django would otherwise iterate
-        WhiteNoise's file on the event loop's behalf and warn for every worker."""
-        streamed: HttpResponseBase = serve(static_file, request)
-        if not streamed.streaming:
-            return streamed
-        try:
-            body = b"".join(streamed.streaming_content)  # type: ignore[attr-defined]
-            whole = HttpResponse(body, status=streamed.status_code)
-        finally:
-            streamed.close()
-        for header, value in streamed.items():
-            whole[header] = value
-        return whole
+    def find(request: HttpRequest) -> Any:
+        if not settings.GRAPHIQL and request.path_info.startswith(graphiql):
+            return None
+        return files.get(request.path_info)
 
     def sync(request: HttpRequest) -> HttpResponseBase:
-        static_file = files.get(request.path_info)
+        static_file = find(request)
         if static_file is None:
             response: HttpResponseBase = get_response(request)
             return response
@@ -118,14 +119,33 @@ def static_files(get_response: Handler) -> Handler:
         return served
 
     async def asynchronous(request: HttpRequest) -> HttpResponseBase:
-        static_file = files.get(request.path_info)
+        static_file = find(request)
         if static_file is None:
             response: HttpResponseBase = await get_response(request)
             return response
-        served: HttpResponseBase = await sync_to_async(serve_whole)(static_file, request)
+        # WhiteNoise's FileResponse, its file opened in the thread.
+        served: FileResponse = await asyncio.to_thread(serve, static_file, request)
+        file = served.file_to_stream
+        if file is None:  # HEAD, 304: headers only
+            served.close()
+            empty = HttpResponse(status=served.status_code)
+            for header, value in served.items():
+                empty[header] = value
+            return empty
+        served.streaming_content = _chunks(file)
         return served
 
     return _both(get_response, sync, asynchronous)
+
+
+async def _chunks(file: BinaryIO) -> AsyncIterator[bytes]:
+    """`file` a STATIC_CHUNK at a time, each read in a thread; closed when done or
+    when the client has gone (Django closes the iterator)."""
+    try:
+        while chunk := await asyncio.to_thread(file.read, STATIC_CHUNK):
+            yield chunk
+    finally:
+        file.close()
 
 
 @sync_and_async_middleware

@@ -73,6 +73,19 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 MAX_REQUEST_BODY = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY
 REQUEST_READ_TIMEOUT = env_float("REQUEST_READ_TIMEOUT", 10.0)
+# The request line and headers together may take MAX_REQUEST_HEAD bytes and hold
+# MAX_REQUEST_HEADERS headers; beyond either the answer is 431 (backend/server.py).
+MAX_REQUEST_HEAD = env_int("MAX_REQUEST_HEAD", 64 * 1024)
+MAX_REQUEST_HEADERS = env_int("MAX_REQUEST_HEADERS", 100)
+# An answer's bytes must leave the worker's write buffer within this many seconds each
+# time it fills; a client that does not read is disconnected (backend/server.py).
+RESPONSE_WRITE_TIMEOUT = env_float("RESPONSE_WRITE_TIMEOUT", 30.0)
+# Requests one signed-in user, and one client address (IPv6: one /64), may have in
+# flight at once on one worker; the next is answered at once, SERVICE_UNAVAILABLE
+# (backend/edge.py). 0 turns a bound off. Behind a load balancer, the address is only
+# the client's when the balancer is in TRUSTED_PROXIES.
+MAX_IN_FLIGHT_PER_USER = env_int("MAX_IN_FLIGHT_PER_USER", 8)
+MAX_IN_FLIGHT_PER_ADDRESS = env_int("MAX_IN_FLIGHT_PER_ADDRESS", 64)
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 GRAPHIQL = env_bool("GRAPHIQL", DEBUG)
 

@@ -1,7 +1,6 @@
 """The request context: who is calling, from where, and the request's data loaders."""
 
 import asyncio
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -10,6 +9,7 @@ from strawberry.django.context import StrawberryDjangoContext
 from strawberry.types import Info
 
 from backend import database
+from backend.edge import address_key
 from schema.errors import Forbidden, NotAuthenticated
 from schema.loaders import Loaders
 from users import selectors
@@ -23,25 +23,6 @@ def bearer_token(request: HttpRequest) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
-
-
-def address_key(client_ip: str | None) -> str | None:
-    """What the per-address limit counts: an IPv4 address, or an IPv6 /64.
-
-    One IPv6 subscriber usually holds a whole /64, so counting single addresses
-    would let one client rotate through billions of them.
-    """
-    if not client_ip:
-        return None
-    try:
-        address = ipaddress.ip_address(client_ip)
-    except ValueError:
-        return client_ip[:64]
-    if isinstance(address, ipaddress.IPv4Address):
-        return str(address)
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
 @dataclass

@@ -12,6 +12,10 @@ import json
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
+# Where the page's files are under STATIC_URL; served only while GRAPHIQL is on
+# (backend/middleware.py).
+STATIC = "graphiql/"
+
 # The walk-through's lines are at most 44 characters: the query editor of a 1280 px
 # wide window shows 49 (tests/test_graphiql_layout.py).
 EXAMPLE_DOCUMENT = """\

@@ -11,7 +11,7 @@ import binascii
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
@@ -21,6 +21,7 @@ from users.models import User
 
 MAX_PAGE = 100
 MAX_CURSOR = 100
+MAX_ID = 2**63 - 1  # the largest id a BigAutoField holds
 
 type Cursor = tuple[datetime, int]
 
@@ -61,16 +62,29 @@ def encode_cursor(at: datetime, pk: int) -> str:
 
 
 def decode_cursor(cursor: str) -> Cursor:
+    """The position `cursor` names, if `encode_cursor` could have made it.
+
+    A cursor is only ever a time this server read from the database (so in UTC) and a
+    row id, spelled as `encode_cursor` spells them. Anything else, however well it
+    parses (another UTC offset, which PostgreSQL may not even take; a time without one;
+    an id past the column's range; digits of another script), is refused here rather
+    than sent to the database.
+    """
     invalid = InvalidCursor(_("This cursor is not valid; use one from a page's pageInfo."))
     if len(cursor) > MAX_CURSOR:
         raise invalid
     try:
-        at, _separator, pk = (
-            base64.urlsafe_b64decode(cursor.encode("ascii")).decode().partition("|")
+        at_text, _separator, pk_text = (
+            base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii").partition("|")
         )
-        return datetime.fromisoformat(at), int(pk)
+        at, pk = datetime.fromisoformat(at_text), int(pk_text)
     except (ValueError, UnicodeError, binascii.Error):
         raise invalid from None
+    if at.utcoffset() != timedelta(0) or not 0 < pk <= MAX_ID:
+        raise invalid
+    if encode_cursor(at, pk) != cursor:
+        raise invalid
+    return at, pk
 
 
 def _after(at_field: str, cursor: Cursor, *, newest_first: bool) -> Q:
