@@ -7,8 +7,11 @@ from typing import cast
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+# Django first: the settings prepare the environment that prometheus-client, imported
+# by the modules below, reads when it is first imported.
+django_application = get_asgi_application()
 
-from backend.edge import ASGIApp, Receive, Scope, Send, edge
+from backend.edge import ASGIApp, Receive, Scope, Send, edge  # noqa: E402
 
 
 def answering_lifespan(app: ASGIApp) -> ASGIApp:
@@ -36,7 +39,7 @@ def answering_lifespan(app: ASGIApp) -> ASGIApp:
     return application
 
 
-application = answering_lifespan(edge(cast(ASGIApp, get_asgi_application())))
+application = answering_lifespan(edge(cast(ASGIApp, django_application)))
 from backend.checks import check_at_start  # noqa: E402 (needs Django set up)
 from users.sms import check_at_start as check_sms_at_start  # noqa: E402
 

@@ -104,14 +104,6 @@ def test_operation_names_are_bounded(monkeypatch):
     assert metrics.operation_label("SignIn") == "SignIn"  # names already seen stay
 
 
-def test_delivery_latency_is_a_histogram_by_backend_and_outcome():
-    labels = {"backend": "twilio", "outcome": "delivered"}
-    before = count("sms_delivery_duration_seconds_count", **labels)
-    metrics.observe_delivery("twilio", "delivered", 0.3)
-    assert count("sms_delivery_duration_seconds_count", **labels) == before + 1
-    assert count("sms_delivery_duration_seconds_bucket", le="0.5", **labels) >= 1
-
-
 # Served
 
 

@@ -174,17 +174,27 @@ class HttpSms:
             left = deadline - loop.time()
             connect = left if retried else min(left, budget / 2)
             pause = 0.0
+            sending: list[str] = []  # httpx's trace: the request has started to go out
+
+            async def trace(event: str, info: object, sending: list[str] = sending) -> None:
+                if "send_request_headers.started" in event:
+                    sending.append(event)
+
             try:
                 async with asyncio.timeout_at(deadline):
                     response = await client.post(
-                        url, timeout=httpx.Timeout(left, connect=connect), **request
+                        url,
+                        timeout=httpx.Timeout(left, connect=connect),
+                        extensions={"trace": trace},
+                        **request,
                     )
-            except (httpx.ConnectTimeout, httpx.PoolTimeout):
-                reason = f"could not connect within {connect:.2g} s"
             except (TimeoutError, httpx.TimeoutException):
-                reason = f"no answer within {budget:g} s"
-                logger.warning("%s: SMS to %s: %s", self.name, masked(phone), reason)
-                raise DeliveryDelayed(f"{self.name}: {reason}") from None
+                if not sending:  # nothing went out: the provider has nothing to text
+                    reason = f"could not connect within {connect:.2g} s"
+                else:
+                    reason = f"no answer within {budget:g} s"
+                    logger.warning("%s: SMS to %s: %s", self.name, masked(phone), reason)
+                    raise DeliveryDelayed(f"{self.name}: {reason}") from None
             except httpx.TransportError as error:
                 # Named by its type only: some messages carry the URL.
                 reason = f"connection error ({type(error).__name__})"
