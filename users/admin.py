@@ -158,3 +158,5 @@ class ThrottledLoginForm(AdminAuthenticationForm):
 
 
 admin.site.login_form = ThrottledLoginForm
+
+from users import admin_deliveries  # noqa: E402,F401 (the delivery log and blocked prefixes)
