@@ -14,7 +14,7 @@ FRESH_METRICS = dir=$(METRICS_DIR) && mkdir -p "$$dir" && rm -f "$$dir"/*.db && 
 TEST_ENV = SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456789} \
 	SMS_BACKEND=$${SMS_BACKEND-simulated}
 
-.PHONY: run serve test lint format bench schema purge
+.PHONY: run serve test lint format bench schema purge screenshots
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12) and "Python 3.12 is needed (see .python-version)")'
@@ -51,6 +51,17 @@ test: $(BIN)/.installed
 	$(TEST_ENV) $(BIN)/python manage.py compile_catalogues
 	$(TEST_ENV) \
 		$(BIN)/python -m pytest
+
+# The reference client's pictures in docs/ (README shows them), taken by the browser test
+# (tests/test_browser.py; it needs DATABASE_URL on PostgreSQL and /usr/bin/chromium).
+# Other runs of the suite leave docs/ alone. Fails if a picture was not taken.
+screenshots: $(BIN)/.installed
+	$(TEST_ENV) $(BIN)/python manage.py collectstatic --noinput -v0
+	$(TEST_ENV) $(BIN)/python manage.py compile_catalogues
+	stamp=$$(mktemp) && $(TEST_ENV) SCREENSHOTS_DIR=$(CURDIR)/docs \
+		$(BIN)/python -m pytest tests/test_browser.py -k two_people && \
+		stale=$$(find docs -name 'client-*.png' ! -newer "$$stamp") && rm -f "$$stamp" && \
+		if [ -n "$$stale" ]; then echo "not taken (was the browser test skipped?):" $$stale; exit 1; fi
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
