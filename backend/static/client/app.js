@@ -661,10 +661,8 @@ function endSession(noticeKey) {
   state.referrals = null;
   state.startupFailed = null;
   state.notice = { key: noticeKey, kind: "info" };
-  // Nothing of the last sign-in stays: the number, its code, its resend countdown.
-  state.phone = null;
-  state.debugCode = null;
-  state.codeExpiresAt = 0;
+  // Nothing of the last sign-in stays in the fields: with the number gone, so is its
+  // resend countdown on "Get code".
   for (const id of ["phone", "code", "invite", "activate"]) $(id).value = "";
   for (const slotId of [...shownErrors.keys()]) clearError(slotId);
   go("phone", { focus: $("phone") });
