@@ -1,16 +1,16 @@
 // Contrast of every visible text against what is drawn behind it, from computed colours,
-// for tests/test_browser.py. Run in the page as a function of { min, states, only }:
+// for tests/test_browser.py. Run in the page as a function of { min, states, only, state }:
 // - all text on the page as it is shown;
 // - with `states`, each visible button also disabled, busy and both, and each notice and
 //   message slot whose parent is shown, in each of its kinds (then put back as it was);
-// - with `only` (an element), that element alone, `states` naming the state it is in.
+// - with `only` (an element), that element alone, in the state it is in (`state` names it).
 // Returns { failures: ["what, where: ratio"], measured: [[what, state, words, ratio]] }.
 //
 // Colours are premultiplied RGBA; each element's background and opacity are composed
 // from the text up to the canvas. No element of the page puts a background image or a
 // gradient behind text, so backgrounds are flat colours.
 
-({ min, states, only }) => {
+({ min, states = false, only = null, state = "as shown" }) => {
   const parse = (value) => {
     const match = /^rgba?\(([^)]*)\)$/.exec(value);
     if (!match) throw new Error(`a colour this test cannot read: ${value}`);
@@ -77,12 +77,8 @@
   };
 
   settle();
-  if (only) {
-    check(only, states);
-    return { failures, measured };
-  }
-  check(document.body, "as shown");
-  if (!states) return { failures, measured };
+  check(only || document.body, state);
+  if (only || !states) return { failures, measured };
 
   const focused = document.activeElement;
   const buttonStates = [
