@@ -18,7 +18,7 @@ TEST_ENV = SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456
 # which this starts for the run's length and names in DATABASE_URL.
 ON_A_DATABASE = $(if $(DATABASE_URL),,$(BIN)/python -m backend.embedded run --)
 
-.PHONY: run serve test lint format bench schema purge clean-db
+.PHONY: run serve test lint format bench schema purge clean-db screenshots
 
 # What production runs (requirements.txt), then what development adds: the tests,
 # linters and type checker (requirements-dev.txt). `make serve` installs only the first.
@@ -63,6 +63,17 @@ test: $(BIN)/.installed
 	$(TEST_ENV) $(BIN)/python manage.py collectstatic --noinput -v0
 	$(TEST_ENV) $(BIN)/python manage.py compile_catalogues
 	$(TEST_ENV) $(ON_A_DATABASE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The reference client's pictures in docs/ (README shows them), taken by the browser test
+# (tests/test_browser.py; it needs /usr/bin/chromium).
+# Other runs of the suite leave docs/ alone. Fails if a picture was not taken.
+screenshots: $(BIN)/.installed
+	$(TEST_ENV) $(BIN)/python manage.py collectstatic --noinput -v0
+	$(TEST_ENV) $(BIN)/python manage.py compile_catalogues
+	stamp=$$(mktemp) && $(TEST_ENV) SCREENSHOTS_DIR=$(CURDIR)/docs \
+		$(ON_A_DATABASE) $(BIN)/python -m pytest tests/test_browser.py -k two_people && \
+		stale=$$(find docs -name 'client-*.png' ! -newer "$$stamp") && rm -f "$$stamp" && \
+		if [ -n "$$stale" ]; then echo "not taken (was the browser test skipped?):" $$stale; exit 1; fi
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check --fix .

@@ -2,7 +2,7 @@
 SMS pumping, which they can lift or pin. Phones are shown masked."""
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
@@ -24,7 +24,7 @@ def hourly_chart() -> str:
         .values("hour")
         .annotate(sends=Count("id"), delivered=Count("delivered_at"), verified=Count("verified_at"))
     )
-    by_hour: dict[Any, dict[str, int]] = {row["hour"]: dict(row) for row in rows}
+    by_hour = cast(dict[Any, dict[str, int]], {row["hour"]: row for row in rows})
     last = timezone.now().replace(minute=0, second=0, microsecond=0)
     hours = [last - timedelta(hours=n) for n in range(23, -1, -1)]
     series = [

@@ -8,6 +8,7 @@
 import { SessionEnded, request, session } from "./api.js";
 import {
   clock,
+  country,
   date,
   duration,
   has,
@@ -64,10 +65,39 @@ const state = {
 const busyButtons = new Set();
 const shownErrors = new Map(); // message element id -> the error it shows
 
+// What the phone field accepts
+
+const DEFAULT_EXAMPLE = "+375 29 123-45-67";
+
+/** A number written so that it never wraps: no-break spaces and hyphens. */
+const unbroken = (number) => number.replace(/ /g, "\u00a0").replace(/-/g, "\u2011");
+
+/**
+ * The examples for the phone field's hint and errors. The server says what it takes (the
+ * page's `data-` attributes on the field): with a default region, that country's
+ * numbers without the country code too.
+ */
+function phoneRules() {
+  const { defaultRegion, example = DEFAULT_EXAMPLE, localExample = "" } = $("phone").dataset;
+  return {
+    local: Boolean(defaultRegion && localExample),
+    example,
+    params: {
+      example: unbroken(example),
+      local: unbroken(localExample),
+      country: defaultRegion ? country(defaultRegion) : "",
+    },
+  };
+}
+
 // Texts of errors
 
 function errorText(error) {
   if (error.key) return t(error.key);
+  if (error.code === "INVALID_PHONE") {
+    const rules = phoneRules();
+    return t(rules.local ? "error.INVALID_PHONE.local" : "error.INVALID_PHONE", rules.params);
+  }
   const wait = error.until ? (error.until - Date.now()) / 1000 : error.retryAfter || 0;
   const code = error.code === "INTERNAL_SERVER_ERROR" ? "UNKNOWN" : error.code;
   if (code === "TOO_MANY_ATTEMPTS" && wait > 0) {
@@ -100,8 +130,11 @@ function focusControl(control) {
     pendingFocus = control;
     return;
   }
-  control.focus();
+  control.focus({ preventScroll: true });
   if (control.tagName === "INPUT") control.select();
+  // The field with its message, which sits below it: on a phone, focusing the control
+  // alone can leave the message under the edge of the screen.
+  (control.closest(".field, .sent-to") || control).scrollIntoView({ block: "nearest" });
 }
 
 function fieldError(controlId, slotId, error, { focus = true } = {}) {
@@ -147,6 +180,13 @@ function failed(error, slotId) {
   }
   if (!error.code) console.error(error); // a bug in this client, not an answer
   showMessage(slotId, { code: error.code || "UNKNOWN", message: error.message });
+}
+
+/** A notice says what just happened; the person's next action makes it old news. */
+function dismissNotice() {
+  if (!state.notice) return;
+  state.notice = null;
+  renderIntro();
 }
 
 // Busy states and countdowns
@@ -277,6 +317,9 @@ function renderIntro() {
 }
 
 function renderSignIn() {
+  const rules = phoneRules();
+  $("phone-hint").textContent = t(rules.local ? "phone.hintLocal" : "phone.hint", rules.params);
+  $("phone").placeholder = rules.example;
   const banner = $("invite-banner");
   banner.hidden = !state.invite;
   if (state.invite) $("invite-banner-text").textContent = t("invite.banner", { code: state.invite });
@@ -323,6 +366,7 @@ function renderProfile() {
   if (!me) return;
   $("my-code").textContent = me.inviteCode;
   $("share-link").value = shareLink(me.inviteCode);
+  showLinkEnd();
   $("share").hidden = typeof navigator.share !== "function";
 
   const activated = Boolean(me.activatedInviteCode);
@@ -388,6 +432,12 @@ function shareLink(code) {
   return `${location.origin}/?invite=${encodeURIComponent(code)}`;
 }
 
+/** A link too long for its field is cut at its start, not at the code at its end. */
+function showLinkEnd() {
+  const field = $("share-link");
+  field.scrollLeft = field.scrollWidth;
+}
+
 function readInvite() {
   const fromUrl = new URLSearchParams(location.search).get("invite");
   if (fromUrl !== null && normalizeInvite(fromUrl)) {
@@ -415,7 +465,7 @@ function startWebOtp() {
     .then((otp) => {
       if (!otp?.code || state.step !== "code") return;
       $("code").value = digits(otp.code).slice(0, 4);
-      $("code-form").requestSubmit();
+      submitWhenWhole();
     })
     .catch(() => {}); // refused, aborted or not available: the person types the code
 }
@@ -423,6 +473,17 @@ function startWebOtp() {
 function stopWebOtp() {
   otpRequest?.abort();
   otpRequest = null;
+}
+
+/**
+ * The 4th digit signs in, typed, pasted or filled in by the browser, as Telegram, WhatsApp
+ * and Google do; not while an invite code is half typed (the person presses Sign in).
+ */
+function submitWhenWhole() {
+  if (!/^[0-9]{4}$/.test($("code").value)) return;
+  const invite = normalizeInvite($("invite").value);
+  if (invite && invite.length < 6) return;
+  $("code-form").requestSubmit();
 }
 
 // Actions
@@ -549,6 +610,7 @@ async function loadProfile(button) {
 
 async function loadMore() {
   clearError("referrals-error");
+  dismissNotice();
   const after = state.referrals.pageInfo.endCursor;
   await busy($("more"), async () => {
     const { me } = await request(MORE_REFERRALS, { first: PAGE_SIZE, after }, { auth: true });
@@ -565,7 +627,7 @@ async function loadMore() {
 
 async function activateInvite() {
   clearErrors("activate-form");
-  state.notice = null;
+  dismissNotice();
   const inviteCode = normalizeInvite($("activate").value);
   if (!inviteCode) {
     fieldError("activate", "activate-error", { key: "profile.activateRequired" });
@@ -599,7 +661,9 @@ function endSession(noticeKey) {
   state.referrals = null;
   state.startupFailed = null;
   state.notice = { key: noticeKey, kind: "info" };
-  $("activate").value = "";
+  // Nothing of the last sign-in stays in the fields: with the number gone, so is its
+  // resend countdown on "Get code".
+  for (const id of ["phone", "code", "invite", "activate"]) $(id).value = "";
   for (const slotId of [...shownErrors.keys()]) clearError(slotId);
   go("phone", { focus: $("phone") });
 }
@@ -613,6 +677,7 @@ async function signOut() {
 }
 
 async function copy(text, button, doneKey) {
+  dismissNotice();
   let copied = false;
   try {
     await navigator.clipboard.writeText(text);
@@ -691,6 +756,16 @@ function wire() {
     const value = digits($("code").value).slice(0, 4);
     if (value !== $("code").value) $("code").value = value;
     clearError("code-error");
+    submitWhenWhole();
+  });
+  // A pasted SMS ("Your code: 1234") would be cut to its first 4 characters: its digits instead.
+  $("code").addEventListener("paste", (event) => {
+    const pasted = digits(event.clipboardData?.getData("text"));
+    if (pasted.length < 4) return; // part of a code: pasted as usual
+    event.preventDefault();
+    $("code").value = pasted.slice(0, 4);
+    clearError("code-error");
+    submitWhenWhole();
   });
   for (const id of ["invite", "activate"]) {
     $(id).addEventListener("input", () => {
@@ -713,7 +788,10 @@ function wire() {
     startWebOtp();
   });
   $("resend").addEventListener("click", resendCode);
-  $("refresh").addEventListener("click", () => loadProfile($("refresh")));
+  $("refresh").addEventListener("click", () => {
+    dismissNotice();
+    loadProfile($("refresh"));
+  });
   $("more").addEventListener("click", loadMore);
   $("sign-out").addEventListener("click", signOut);
   $("retry").addEventListener("click", () => busy($("retry"), startup));
@@ -724,12 +802,14 @@ function wire() {
     copy(shareLink(state.me.inviteCode), $("copy-link"), "profile.linkCopied"),
   );
   $("share").addEventListener("click", () => {
+    dismissNotice();
     const code = state.me.inviteCode;
     navigator
       .share({ title: t("app.name"), text: t("profile.shareText", { code }), url: shareLink(code) })
       .catch(() => {}); // the person closed the share sheet
   });
   $("share-link").addEventListener("focus", () => $("share-link").select());
+  new ResizeObserver(showLinkEnd).observe($("share-link")); // shown, turned, resized
 
   // Countdowns on the send buttons, and the "enter the code" link going stale.
   setInterval(() => {

@@ -2,8 +2,8 @@
 // Error texts are keyed by the API's error `code`; the server's `message` is only the
 // fallback for a code this file does not know yet.
 
-// The example number is written with no-break spaces and hyphens (\u00a0, \u2011) so
-// that it never wraps in the middle.
+// Example numbers ({example}, {local}) are filled in by app.js, with no-break spaces and
+// hyphens so that they never wrap in the middle.
 
 const STORAGE_KEY = "language";
 export const LANGUAGES = ["ru", "en"];
@@ -26,8 +26,8 @@ const TEXTS = {
     "phone.title": "Sign in",
     "phone.lead": "Enter your phone number and we’ll text you a 4-digit code. New here? The same code creates your account.",
     "phone.label": "Phone number",
-    "phone.hint": "With the country code, e.g. +375\u00a029\u00a0123\u201145\u201167",
-    "phone.placeholder": "+375 29 123-45-67",
+    "phone.hint": "With the country code, e.g. {example}",
+    "phone.hintLocal": "With the country code, e.g. {example}, or as dialled in {country}, e.g. {local}",
     "phone.submit": "Get code",
     "phone.submitBusy": "Sending the code…",
     "phone.submitIn": "Get code in {time}",
@@ -94,7 +94,8 @@ const TEXTS = {
     "notice.signedOut": "You’ve signed out.",
     "notice.sessionEnded": "Your session has ended. Sign in again.",
 
-    "error.INVALID_PHONE": "Check the number: it needs the country code, e.g. +375\u00a029\u00a0123\u201145\u201167.",
+    "error.INVALID_PHONE": "Check the number: it needs the country code, e.g. {example}.",
+    "error.INVALID_PHONE.local": "Check the number, e.g. {example} or {local}.",
     "error.RATE_LIMITED": "Too many codes requested for this number. Try again in {time}.",
     "error.INVALID_CODE": "Wrong code. Check the SMS and try again.",
     "error.CODE_EXPIRED": "This code no longer works. Send a new one.",
@@ -134,8 +135,8 @@ const TEXTS = {
     "phone.title": "Вход",
     "phone.lead": "Введите номер телефона — мы пришлём SMS с кодом из 4 цифр. Впервые здесь? Тот же код создаст аккаунт.",
     "phone.label": "Номер телефона",
-    "phone.hint": "С кодом страны, например +375\u00a029\u00a0123\u201145\u201167",
-    "phone.placeholder": "+375 29 123-45-67",
+    "phone.hint": "С кодом страны, например {example}",
+    "phone.hintLocal": "С кодом страны, например {example}, или как его набирают в стране {country}, например {local}",
     "phone.submit": "Получить код",
     "phone.submitBusy": "Отправляем код…",
     "phone.submitIn": "Получить код через {time}",
@@ -202,7 +203,8 @@ const TEXTS = {
     "notice.signedOut": "Вы вышли из аккаунта.",
     "notice.sessionEnded": "Сеанс завершён. Войдите снова.",
 
-    "error.INVALID_PHONE": "Проверьте номер: нужен код страны, например +375\u00a029\u00a0123\u201145\u201167.",
+    "error.INVALID_PHONE": "Проверьте номер: нужен код страны, например {example}.",
+    "error.INVALID_PHONE.local": "Проверьте номер, например {example} или {local}.",
     "error.RATE_LIMITED": "Слишком много запросов кода для этого номера. Повторите через {time}.",
     "error.INVALID_CODE": "Неверный код. Проверьте SMS и попробуйте ещё раз.",
     "error.CODE_EXPIRED": "Этот код больше не действует. Запросите новый.",
@@ -296,6 +298,15 @@ export function clock(seconds) {
   const pad = (n) => String(n).padStart(2, "0");
   if (s >= 3600) return `${Math.floor(s / 3600)}:${pad(Math.floor((s % 3600) / 60))}:${pad(s % 60)}`;
   return `${Math.floor(s / 60)}:${pad(s % 60)}`;
+}
+
+/** A country's name in the page's language: "BY" -> "Belarus", "Беларусь". */
+export function country(region) {
+  try {
+    return new Intl.DisplayNames([current], { type: "region" }).of(region) || region;
+  } catch {
+    return region; // not a region code Intl knows
+  }
 }
 
 export function date(iso) {
