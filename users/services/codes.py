@@ -93,7 +93,6 @@ def issue_code(*, phone: str, client_key: str | None) -> IssuedCode:
     its delivery record: one statement, users_issue_code."""
     test_code = settings.OTP_TEST_NUMBERS.get(phone)
     code = test_code or draw_code()
-    pumping = settings.SMS_PUMPING_MIN_SENDS > 0 and test_code is None
     (refusal, wait, retry_after, counted_at, created_at, expires_at, first, delivery, blocked) = (
         sql.call(
             "users_issue_code",
@@ -111,9 +110,9 @@ def issue_code(*, phone: str, client_key: str | None) -> IssuedCode:
             shards=SendTotal.SHARDS,
             known_days=settings.OTP_KNOWN_ACCOUNT_DAYS,
             country=region_of(phone),
-            prefix=prefix_of(phone, settings.SMS_PUMPING_PREFIX_DIGITS) if pumping else None,
+            prefix=prefix_of(phone, settings.SMS_PUMPING_PREFIX_DIGITS),
             provider=None if test_code else settings.SMS_BACKEND,
-            pumping_sends=settings.SMS_PUMPING_MIN_SENDS,
+            pumping_sends=0 if test_code else settings.SMS_PUMPING_MIN_SENDS,
             pumping_conversion=settings.SMS_PUMPING_MIN_CONVERSION,
             pumping_window=settings.SMS_PUMPING_WINDOW,
             pumping_block=settings.SMS_PUMPING_BLOCK,

@@ -104,7 +104,8 @@ $$;
 -- and one room in the service's hourly count (OTP_MAX_SENDS_TOTAL; past it, numbers
 -- with an account take from a smaller reserve). Then the code, which replaces the
 -- phone's previous one, and its delivery record (`p_provider` NULL: none, a test
--- number). Last, the pumping rule for the prefix.
+-- number, which no block and no pumping rule touches). Last, the pumping rule for the
+-- prefix (`p_pumping_sends` 0: no rule, no block).
 -- refusal: NULL, 'prefix_blocked', 'rate_limited', 'phone_locked' or 'service_cap'
 -- (then `first` says whether this is the hour's first refusal, across every worker
 -- and host). `blocked_now`: this send's prefix has just been blocked.
@@ -133,7 +134,7 @@ DECLARE
     v_wait integer;
     v_delivery bigint;
 BEGIN
-    IF p_prefix IS NOT NULL AND NOT v_known AND users_prefix_blocked(p_prefix) THEN
+    IF p_pumping_sends > 0 AND NOT v_known AND users_prefix_blocked(p_prefix) THEN
         RETURN QUERY SELECT 'prefix_blocked', 0, NULL::integer, NULL::float8,
             NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::bigint, NULL::boolean;
         RETURN;
@@ -209,8 +210,8 @@ BEGIN
             users_window_wait(v_tries || v_now, p_attempts, 3600, p_cooldown, v_now)
         ),
         v_now, now(), now() + make_interval(secs => p_ttl), NULL::boolean, v_delivery,
-        p_prefix IS NOT NULL AND users_pumping_check(p_prefix, p_pumping_sends,
-            p_pumping_conversion, p_pumping_window, p_pumping_block);
+        p_provider IS NOT NULL AND p_pumping_sends > 0 AND users_pumping_check(p_prefix,
+            p_pumping_sends, p_pumping_conversion, p_pumping_window, p_pumping_block);
 END
 $$;
 
