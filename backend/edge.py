@@ -27,9 +27,11 @@ same answers:
   subscriptions of SPEC's graphql-transport-ws exist: `websocket` is where they go.
 """
 
+import asyncio
 import ipaddress
 import json
 import time
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -335,10 +337,50 @@ _hooks_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="django-hoo
 async def _serve(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """The request under the body limit (MAX_REQUEST_BODY), its hooks on the shared thread."""
     if scope["path"].startswith("/admin"):
-        await _limited(app, scope, receive, send)
+        await _admin(app, scope, receive, send)
         return
     async with ThreadSensitiveContext(executor=_hooks_thread):
         await _limited(app, scope, receive, send)
+
+
+_admin_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+BUSY_PAGE = (
+    b"<!doctype html><html lang=en><meta charset=utf-8><title>Busy</title>"
+    b"<p>The admin is busy. Try again in a few seconds.</p></html>"
+)
+
+
+async def _admin(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """An admin request in the admin's own share of the worker (ADMIN_CONCURRENCY): its
+    synchronous views and their database connections never take the API's, and a burst
+    waits its turn, or is answered 503 after ADMIN_QUEUE_TIMEOUT, never a 500."""
+    loop = asyncio.get_running_loop()
+    slots = _admin_slots.get(loop)
+    if slots is None:
+        slots = _admin_slots[loop] = asyncio.Semaphore(settings.ADMIN_CONCURRENCY)
+    try:
+        async with asyncio.timeout(settings.ADMIN_QUEUE_TIMEOUT):
+            await slots.acquire()
+    except TimeoutError:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(BUSY_PAGE)).encode()),
+                    (b"retry-after", b"5"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": BUSY_PAGE})
+        return
+    try:
+        await _limited(app, scope, receive, send)
+    finally:
+        slots.release()
 
 
 async def _limited(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:

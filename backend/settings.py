@@ -86,6 +86,12 @@ RESPONSE_WRITE_TIMEOUT = env_float("RESPONSE_WRITE_TIMEOUT", 30.0)
 # the client's when the balancer is in TRUSTED_PROXIES.
 MAX_IN_FLIGHT_PER_USER = env_int("MAX_IN_FLIGHT_PER_USER", 8)
 MAX_IN_FLIGHT_PER_ADDRESS = env_int("MAX_IN_FLIGHT_PER_ADDRESS", 64)
+# The admin's share of a worker: at most ADMIN_CONCURRENCY of its requests at once, each
+# with a database connection of its own beyond the API's DATABASE_POOL_SIZE, so a burst
+# at the admin's sign-in never takes what the API needs. One that waits more than
+# ADMIN_QUEUE_TIMEOUT seconds for its turn is answered 503 (backend/edge.py).
+ADMIN_CONCURRENCY = env_int("ADMIN_CONCURRENCY", 4)
+ADMIN_QUEUE_TIMEOUT = env_float("ADMIN_QUEUE_TIMEOUT", 5.0)
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 GRAPHIQL = env_bool("GRAPHIQL", DEBUG)
 
@@ -199,7 +205,8 @@ DATABASES["default"].setdefault("OPTIONS", {}).update(
         "keepalives_count": 3,
         "tcp_user_timeout": 10_000,
         **timeouts,
-        "pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 2},
+        # The API's DATABASE_POOL_SIZE, and the admin's own share (ADMIN_CONCURRENCY).
+        "pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE + ADMIN_CONCURRENCY, "timeout": 2},
     }
 )
 
