@@ -429,3 +429,31 @@ def test_old_deliveries_are_purged(api, settings):
     api.sign_in("+375291234568")
     assert purge_expired()["deliveries"] == 1
     assert list(Delivery.objects.values_list("phone", flat=True)) == ["+375291234568"]
+
+
+@served
+def test_a_failing_provider_texts_one_number_once_per_cooldown_from_any_address(provider):
+    """SMS bombing through a provider that answers 500: 20 tries at one number from 20
+    addresses reach the provider with one message (and its one retry), not 20."""
+    posts = []
+
+    def failing(request):
+        posts.append(request.form["To"])
+        return Response("busy", 500)
+
+    provider.expect_request(TWILIO_PATH, method="POST").respond_with_handler(failing)
+    env = twilio_env(provider, OTP_RESEND_COOLDOWN="60", TRUSTED_PROXIES="127.0.0.1")
+    phone = "+375291234560"
+    with start_server(env) as server:
+
+        async def scenario():
+            codes = []
+            for n in range(20):
+                headers = {"X-Forwarded-For": f"203.0.113.{n + 1}"}
+                answer = await graphql(server.url, SEND, {"phone": phone}, headers=headers)
+                codes.append([e["code"] for e in answer.json()["data"]["sendCode"]["userErrors"]])
+            return codes
+
+        codes = asyncio.run(scenario())
+    assert codes == [["DELIVERY_FAILED"]] + [["RATE_LIMITED"]] * 19
+    assert posts == [phone, phone]  # one message, retried once on the 500
