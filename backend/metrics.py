@@ -8,8 +8,7 @@ must be emptied before the server starts (`make serve` and `make run` do). Witho
 it, each worker counts alone, which is right for one worker.
 
 What is recorded, and where:
-- each mutation's outcome, in one place: `schema.errors.returns_user_errors` calls
-  `record_mutation` with the resolver's name and the success or the userErrors code;
+- each mutation's outcome: schema/errors.py, where the outcomes are made;
 - what became of each SMS: the domain's own metrics (users/metrics.py);
 - request duration per GraphQL operation name: `observe_request`, by backend/edge.py;
 - requests answered at once because their user or address had too many in flight:
@@ -45,38 +44,6 @@ from prometheus_client import (
 MAX_OPERATIONS = 100
 OPERATION_NAME = re.compile(r"[A-Za-z0-9_]{1,64}", re.ASCII)
 
-_OUTCOME = "outcome"
-MUTATIONS = {
-    "send_code": Counter(
-        "otp_codes_sent",
-        "sendCode answers by outcome: delivered, or why not (delivery_failed, "
-        "rate_limited, region_not_allowed, invalid_phone, too_many_attempts, "
-        "service_unavailable, ...).",
-        [_OUTCOME],
-    ),
-    "verify_code": Counter(
-        "otp_verifications",
-        "verifyCode answers by outcome: signed_in, new_user, or why not (invalid_code, "
-        "code_expired, too_many_attempts, invite_not_found, ...).",
-        [_OUTCOME],
-    ),
-    "activate_invite": Counter(
-        "invite_activations",
-        "activateInvite answers by outcome: activated, or why not (invite_not_found, "
-        "self_invite, invite_already_activated, invite_cycle, ...).",
-        [_OUTCOME],
-    ),
-    "refresh_token": Counter(
-        "token_refreshes",
-        "refreshToken answers by outcome: refreshed, or why not (invalid_token, ...).",
-        [_OUTCOME],
-    ),
-    "revoke_token": Counter(
-        "token_revocations",
-        "revokeToken answers by outcome: revoked, or why not (invalid_token, ...).",
-        [_OUTCOME],
-    ),
-}
 GRAPHQL_REQUEST = Histogram(
     "graphql_request_duration_seconds",
     "Time from a GraphQL request's arrival to its answer, by operation name.",
@@ -93,13 +60,6 @@ SHED = Counter(
 WORKERS = Gauge("server_workers", "Worker processes serving.", multiprocess_mode="livesum")
 
 _operations: set[str] = set()
-
-
-def record_mutation(mutation: str, outcome: str) -> None:
-    """Count one answer of `mutation` (its resolver's name) with `outcome`."""
-    counter = MUTATIONS.get(mutation)
-    if counter is not None:
-        counter.labels(outcome=outcome).inc()
 
 
 def valid_operation_name(name: object) -> str | None:

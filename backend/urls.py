@@ -4,7 +4,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 
-from backend import health, metrics, receipts
+from backend import client, health, metrics, receipts
 from schema.schema import schema
 from schema.view import GraphQLView
 
@@ -18,7 +18,7 @@ class Favicon(RedirectView):
 
 
 urlpatterns = [
-    path("", health.client, name="client"),
+    path("", client.client, name="client"),
     path("graphql/", csrf_exempt(GraphQLView.as_view(schema=schema)), name="graphql"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

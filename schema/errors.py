@@ -24,10 +24,11 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils.translation import gettext as _
 from graphql import GraphQLError
+from prometheus_client import Counter
 from psycopg import OperationalError as PsycopgOperationalError
 from strawberry.extensions import SchemaExtension
 
-from backend import logs, metrics
+from backend import logs
 from backend.database import DatabaseBusy, DatabaseTimeout
 from users import errors as domain
 from users.errors import DomainError, ErrorCode
@@ -50,7 +51,50 @@ class UserError:
     )
 
 
-# The outcome a mutation's success is counted as (metrics.MUTATIONS names the counters).
+# Each mutation's answers, counted by outcome for /metrics (backend/metrics.py exposes
+# them); the success is counted as SUCCESS names it.
+_OUTCOME = "outcome"
+MUTATIONS = {
+    "send_code": Counter(
+        "otp_codes_sent",
+        "sendCode answers by outcome: delivered, or why not (delivery_failed, "
+        "rate_limited, region_not_allowed, invalid_phone, too_many_attempts, "
+        "service_unavailable, ...).",
+        [_OUTCOME],
+    ),
+    "verify_code": Counter(
+        "otp_verifications",
+        "verifyCode answers by outcome: signed_in, new_user, or why not (invalid_code, "
+        "code_expired, too_many_attempts, invite_not_found, ...).",
+        [_OUTCOME],
+    ),
+    "activate_invite": Counter(
+        "invite_activations",
+        "activateInvite answers by outcome: activated, or why not (invite_not_found, "
+        "self_invite, invite_already_activated, invite_cycle, ...).",
+        [_OUTCOME],
+    ),
+    "refresh_token": Counter(
+        "token_refreshes",
+        "refreshToken answers by outcome: refreshed, or why not (invalid_token, ...).",
+        [_OUTCOME],
+    ),
+    "revoke_token": Counter(
+        "token_revocations",
+        "revokeToken answers by outcome: revoked, or why not (invalid_token, ...).",
+        [_OUTCOME],
+    ),
+}
+
+
+def record_mutation(mutation: str, outcome: str) -> None:
+    """Count one answer of `mutation` (its resolver's name) with `outcome`."""
+    counter = MUTATIONS.get(mutation)
+    if counter is not None:
+        counter.labels(outcome=outcome).inc()
+
+
+# The outcome a mutation's success is counted as.
 SUCCESS = {
     "send_code": "delivered",
     "verify_code": "signed_in",
@@ -97,7 +141,7 @@ def returns_user_errors[**P, T](
             try:
                 payload = await resolver(*args, **kwargs)
             except DomainError as error:
-                metrics.record_mutation(mutation, error.code.lower())
+                record_mutation(mutation, error.code.lower())
                 logs.add_outcome(str(error.code))
                 return payload_type(
                     user_errors=[
@@ -110,9 +154,9 @@ def returns_user_errors[**P, T](
                     ]
                 )
             except Exception as error:
-                metrics.record_mutation(mutation, failure_outcome(error))
+                record_mutation(mutation, failure_outcome(error))
                 raise
-            metrics.record_mutation(mutation, success_outcome(mutation, payload))
+            record_mutation(mutation, success_outcome(mutation, payload))
             return payload
 
         return resolve
