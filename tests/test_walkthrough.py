@@ -1,6 +1,5 @@
-"""README's walk-through with curl and python3, run as a reader pastes it into a shell.
-
-tests/walkthrough.sh is the block's text, as README gives it. Against a running server it signs
+"""The walk-through with curl and python3 (docs/frontend.md, "The same with curl"), run
+as a reader pastes it into a shell: the block is read from the document itself. Against a running server it signs
 a person in, shows who they are, refreshes and signs out; when it cannot go on (no
 server on that port, something that is not this API, a refusal such as RATE_LIMITED)
 it stops with one line that says why, never a Python traceback. Run with bash and with
@@ -20,7 +19,10 @@ import pytest
 from tests.servers import free_port, served, start_server
 from users.models import User
 
-WALKTHROUGH = (Path(__file__).parent / "walkthrough.sh").read_text()
+FRONTEND = (Path(__file__).parent.parent / "docs" / "frontend.md").read_text()
+WALKTHROUGH = (
+    FRONTEND.partition("## The same with curl")[2].partition("```sh\n")[2].partition("```")[0]
+)
 
 SHELLS = [shell for shell in ("bash", "sh") if shutil.which(shell)]
 pytestmark = pytest.mark.skipif(
