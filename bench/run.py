@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """`make bench`: the service against its own floor, on PostgreSQL, in one run.
 
-Creates the database `bench` (BENCH_DATABASE_URL), seeds 100,000 users of whom one has
-1,000 referrals, starts one uvicorn worker with production settings (DEBUG off) exactly as
-`make serve` does, and measures back to back:
+Creates the database `bench` (on the embedded PostgreSQL, or BENCH_DATABASE_URL), seeds
+100,000 users of whom one has 1,000 referrals, starts one uvicorn worker with production
+settings (DEBUG off) exactly as `make serve` does, and measures back to back:
 
 - `me` over GraphQL against a plain Django JSON view doing the same token check and
   reads (bench/plain.py, mounted only by bench/settings.py), at 8 and 64 connections;
@@ -32,7 +32,20 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/bench")
+
+
+def _database_url() -> str:
+    """BENCH_DATABASE_URL, else the database `bench` on the embedded PostgreSQL, which
+    this process then holds until it ends (backend/embedded)."""
+    if os.environ.get("BENCH_DATABASE_URL"):
+        return os.environ["BENCH_DATABASE_URL"]
+    sys.path.insert(0, str(ROOT))
+    from backend import embedded
+
+    return embedded.url("bench")
+
+
+DATABASE_URL = _database_url()
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 USERS = int(os.environ.get("BENCH_USERS", "100000"))
