@@ -6,6 +6,7 @@ worker (ADMIN_CONCURRENCY) and its password throttle (users/admin.py)."""
 
 import asyncio
 import re
+from collections import Counter
 from urllib.parse import urlencode
 
 from tests.servers import FAST_SIGN_IN, ME, graphql, http, new_phone, served, sign_in, start_server
@@ -67,6 +68,7 @@ def test_a_burst_of_passwords_checks_at_most_the_cap_and_the_api_keeps_serving()
                 api.append(await graphql(server.url, ME, token=token))
                 await asyncio.sleep(0.1)
             outcomes = [outcome(answer) for answer in await burst]
+            print(f"\n[admin burst] {Counter(outcomes)}, me: {len(api)} calls")
             checked = outcomes.count("wrong password") + outcomes.count("signed in")
             assert checked <= 5, outcomes
             assert set(outcomes) <= {"wrong password", "signed in", "throttled", "busy"}, outcomes

@@ -1,9 +1,10 @@
 """The walk-through with curl and python3 (docs/frontend.md, "The same with curl"), run
-as a reader pastes it into a shell: the block is read from the document itself. Against a running server it signs
-a person in, shows who they are, refreshes and signs out; when it cannot go on (no
-server on that port, something that is not this API, a refusal such as RATE_LIMITED)
-it stops with one line that says why, never a Python traceback. Run with bash and with
-a POSIX sh (dash), since readers' shells differ.
+as a reader pastes it into a shell: the block is read from the document itself.
+
+Against a running server it signs a person in, shows who they are, refreshes and signs
+out; when it cannot go on (no server on that port, something that is not this API, a
+refusal such as RATE_LIMITED) it stops with one line that says why, never a Python
+traceback. Run with bash and with a POSIX sh (dash), since readers' shells differ.
 """
 
 import json
