@@ -18,6 +18,7 @@ import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import strawberry
 from django.conf import settings
@@ -244,14 +245,7 @@ class ErrorPolicy(SchemaExtension):
                 error.message = message
                 return error
             # A new error: validation's are cached and shared between requests.
-            return GraphQLError(
-                message,
-                nodes=error.nodes,
-                source=error.source,
-                positions=error.positions,
-                path=error.path,
-                extensions={**(error.extensions or {}), "code": refused},
-            )
+            return _retold(error, message, {**(error.extensions or {}), "code": refused})
         if isinstance(original, ApiError):
             message, code = str(original), original.code
         elif isinstance(original, domain.Forbidden):
@@ -268,14 +262,19 @@ class ErrorPolicy(SchemaExtension):
             message, code = "Internal server error", "INTERNAL_SERVER_ERROR"
             if settings.DEBUG:
                 message = f"Internal server error: {original!r}"
-        return GraphQLError(
-            message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={"code": code},
-        )
+        return _retold(error, message, {"code": code})
+
+
+def _retold(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:
+    """`error` at the same place in the document, with `message` and `extensions`."""
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions=extensions,
+    )
 
 
 def _path(error: GraphQLError) -> str:
