@@ -96,6 +96,8 @@ def test_a_burst_of_unknown_phones_is_no_500_and_the_probes_stay_prompt():
             outcomes = [outcome(answer) for answer in await burst]
             assert set(outcomes) <= {"wrong password", "throttled", "busy"}, outcomes
             assert outcomes.count("wrong password") <= 20  # the address's cap
-            assert probes and max(p.elapsed for p in probes) < 1.0, [p.elapsed for p in probes]
+            # Promptness is the point, so a bound; generous, for a loaded machine (before
+            # the admin had its own share, /healthz took up to 6 s here).
+            assert probes and max(p.elapsed for p in probes) < 3.0, [p.elapsed for p in probes]
 
         asyncio.run(scenario())
