@@ -106,6 +106,21 @@ def api(db):
     return Api()
 
 
+@pytest.fixture(params=["short-cut-on", "short-cut-off"])
+def short_cut(request, settings):
+    """The test once with the execution short cut (schema/execution.py) and once with
+    graphql-core's execution alone: the API modules use it, so every answer they check
+    is checked both ways."""
+    from schema import execution
+    from schema.schema import schema
+
+    on = request.param == "short-cut-on"
+    if on and schema.execution_context_class is not execution.ExecutionContext:
+        pytest.skip(f"the short cut is off: {execution.unsupported_graphql_core()}")
+    settings.GRAPHQL_SHORT_CUT = on
+    return on
+
+
 _phones = iter(range(1_000_000))
 
 

@@ -18,6 +18,9 @@ from users.hashing import code_hash, token_hash
 from users.models import OtpChallenge, RefreshToken, User
 from users.services import codes
 
+# Every test twice: with the execution short cut and without it (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("short_cut")
+
 
 def test_send_code_normalises_the_phone_and_returns_the_simulated_code(api):
     sent = api.send("+375 (29) 123-45-67")
