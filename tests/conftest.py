@@ -160,11 +160,13 @@ def at_once(count, fn, *args):
         return list(pool.map(run, range(count)))
 
 
-def asgi_request(method, path, body=b"", headers=(), client=("127.0.0.1", 50000)):
+def asgi_request(method, path, body=b"", headers=(), client=("127.0.0.1", 50000), then=None):
     """One request through the whole ASGI application, edge included, as a server passes it.
 
     Returns (status, headers, body). Views run their database work on other threads,
-    so tests using this need committed data: django_db(transaction=True).
+    so tests using this need committed data: django_db(transaction=True). `then`: an
+    async function awaited once the application has answered, on the same event loop,
+    for what the request left running.
     """
     from backend.asgi import application
 
@@ -198,6 +200,8 @@ def asgi_request(method, path, body=b"", headers=(), client=("127.0.0.1", 50000)
     async def call():
         task = asyncio.ensure_future(application(scope, receive, send))
         await task
+        if then is not None:
+            await then()
 
     asyncio.run(call())
     start = next(m for m in sent if m["type"] == "http.response.start")

@@ -241,6 +241,13 @@ def test_refresh_token_rotates(api):
     assert error_codes(after_reuse) == ["INVALID_TOKEN"]
 
 
+def test_a_disabled_account_cannot_refresh_its_tokens(api):
+    signed_in = api.sign_in("+375291234567")
+    User.objects.filter(phone="+375291234567").update(is_active=False)
+    refreshed = api.data(REFRESH, {"t": signed_in["refreshToken"]})["refreshToken"]
+    assert error_codes(refreshed) == ["INVALID_TOKEN"] and refreshed["token"] is None
+
+
 def test_revoked_refresh_token_no_longer_refreshes(api):
     signed_in = api.sign_in("+375291234567")
     assert api.data(REVOKE, {"t": signed_in["refreshToken"]})["revokeToken"] == {
