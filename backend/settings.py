@@ -211,9 +211,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
-# Russian and English (SPEC "Languages"): userErrors.message, the SMS text and the
-# reference client follow Accept-Language (backend/languages.py). The catalogues are
-# in locale/ and compiled by `make run`, `make serve` and `make test`.
+# Russian and English: userErrors.message, the SMS text and the reference client follow
+# the request's Accept-Language, ru or en, anything else English (backend/languages.py).
+# The catalogues are in locale/ and compiled by `make run`, `make serve` and `make test`.
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("ru", "Русский")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
