@@ -386,11 +386,10 @@ GRAPHQL_JWT = {
 }
 
 # The execution short cut (schema/execution.py): fields that only read an attribute are
-# completed by a plan instead of graphql-core's whole machinery, about a fifth of the CPU
-# of a `me` with 50 referrals (bench/short_cut.py). It rides graphql-core 3.2's
-# internals, so under another graphql-core it stays off and says so in the log;
-# GRAPHQL_SHORT_CUT=0 turns it off outright, should it ever answer otherwise than
-# graphql-core would.
+# completed by a plan instead of graphql-core's whole machinery (bench/short_cut.py
+# measures what that saves). It rides graphql-core 3.2's internals, so under another
+# graphql-core it stays off and says so in the log; GRAPHQL_SHORT_CUT=0 turns it off
+# outright, should it ever answer otherwise than graphql-core would.
 GRAPHQL_SHORT_CUT = env_bool("GRAPHQL_SHORT_CUT", True)
 
 # GraphQL limits.
