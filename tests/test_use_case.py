@@ -72,22 +72,33 @@ def two_users():
 @concurrent
 def test_a_use_case_chosen_to_break_a_deadlock_runs_again_and_both_succeed():
     """Two use cases lock two rows in opposite orders: PostgreSQL ends one of them
-    (40P01) and that one runs again, after the other has committed."""
+    (40P01) and that one runs again. Its second run waits until the other has
+    committed: a row lock is no queue, so a retry at once could be caught in a new
+    deadlock with the same transaction (it is retried then too, but not exactly once)."""
     first, second = two_users()
+    orders = [(first, second), (second, first)]
     both_hold_one = threading.Barrier(2)
+    committed = {rows: threading.Event() for rows in orders}
     runs = Counter()
 
     @use_case
     def lock_both(*, rows):
         runs[rows] += 1
+        if runs[rows] > 1:
+            [other] = set(orders) - {rows}
+            assert committed[other].wait(timeout=30)
         list(User.objects.select_for_update().filter(pk=rows[0]))
         if runs[rows] == 1:
             both_hold_one.wait(timeout=30)  # each holds its first row: a deadlock follows
         list(User.objects.select_for_update().filter(pk=rows[1]))
         return rows
 
-    orders = [(first, second), (second, first)]
-    assert at_once(2, lambda i: lock_both(rows=orders[i])) == orders
+    def run(i):
+        done = lock_both(rows=orders[i])
+        committed[orders[i]].set()
+        return done
+
+    assert at_once(2, run) == orders
     assert sorted(runs.values()) == [1, 2]  # the deadlock's victim ran twice
 
 
