@@ -1,5 +1,6 @@
-"""The language of a request: Russian or English, from Accept-Language (SPEC "Languages").
+"""The language of a request: Russian or English, from Accept-Language.
 
+The first of ru and en in the header's order of preference; anything else is English.
 Only the header decides: the API reads no cookies, and a client that wants the other
 language sends it.
 """

@@ -11,7 +11,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from schema.errors import ErrorPolicy
-from schema.execution import ExecutionContext
+from schema.execution import execution_context_class
 from schema.limits import CachedParser, GraphQLLimits
 from schema.mutations import Mutation
 from schema.observe import ObserveOperation
@@ -60,5 +60,5 @@ schema = Schema(
         ObserveOperation,  # before ErrorPolicy, so it sees the codes ErrorPolicy gives
         ErrorPolicy,
     ],
-    execution_context_class=ExecutionContext,
+    execution_context_class=execution_context_class(),
 )

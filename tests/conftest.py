@@ -106,6 +106,22 @@ def api(db):
     return Api()
 
 
+@pytest.fixture(params=["short-cut-on", "short-cut-off"])
+def short_cut(request, settings):
+    """The test once with the execution short cut (schema/execution.py) and once with
+    graphql-core's execution alone: the API modules use it, so every answer they check
+    is checked both ways."""
+    from schema import execution
+    from schema.schema import schema
+
+    on = request.param == "short-cut-on"
+    if on and schema.execution_context_class is not execution.ExecutionContext:
+        why = execution.unsupported_graphql_core() or "GRAPHQL_SHORT_CUT=0 at start"
+        pytest.skip(f"the short cut is off in this process: {why}")
+    settings.GRAPHQL_SHORT_CUT = on
+    return on
+
+
 _phones = iter(range(1_000_000))
 
 
@@ -145,11 +161,13 @@ def at_once(count, fn, *args):
         return list(pool.map(run, range(count)))
 
 
-def asgi_request(method, path, body=b"", headers=(), client=("127.0.0.1", 50000)):
+def asgi_request(method, path, body=b"", headers=(), client=("127.0.0.1", 50000), then=None):
     """One request through the whole ASGI application, edge included, as a server passes it.
 
     Returns (status, headers, body). Views run their database work on other threads,
-    so tests using this need committed data: django_db(transaction=True).
+    so tests using this need committed data: django_db(transaction=True). `then`: an
+    async function awaited once the application has answered, on the same event loop,
+    for what the request left running.
     """
     from backend.asgi import application
 
@@ -183,6 +201,8 @@ def asgi_request(method, path, body=b"", headers=(), client=("127.0.0.1", 50000)
     async def call():
         task = asyncio.ensure_future(application(scope, receive, send))
         await task
+        if then is not None:
+            await then()
 
     asyncio.run(call())
     start = next(m for m in sent if m["type"] == "http.response.start")

@@ -111,7 +111,8 @@ class Server:
 
 
 def server_env(env: dict) -> dict:
-    """The environment of a served process: production-like settings, then `env`."""
+    """The environment of a served process: production-like settings, then `env`; a
+    variable that `env` sets to None is left out."""
     defaults = {
         "DEBUG": "0",
         "GRAPHIQL": "0",
@@ -120,15 +121,26 @@ def server_env(env: dict) -> dict:
         "PYTHONUNBUFFERED": "1",
         "DATABASE_URL": this_database_url(),
     }
-    return {**os.environ, **defaults, **env}
+    merged = {**os.environ, **defaults, **env}
+    return {name: value for name, value in merged.items() if value is not None}
 
 
 @contextlib.contextmanager
-def start_server(env: dict, workers: int = 1, *, proxy_headers: bool = False, timeout=30.0):
+def start_server(
+    env: dict,
+    workers: int = 1,
+    *,
+    proxy_headers: bool = False,
+    timeout: float = 30.0,
+    fails: bool = False,
+):
     """Run uvicorn with `env` on a free port until the block ends; yields a Server.
 
-    Waits until /healthz answers 200. On exit: SIGTERM, then SIGKILL to the whole
-    process group (workers included) if it has not stopped within 10 s.
+    Waits until /healthz answers 200; with `fails`, until the server has stopped, as
+    one that refuses to start does (its status is `server.process.returncode`, what it
+    said `server.log`), and raises if it is still running after `timeout` seconds.
+    On exit: SIGTERM, then SIGKILL to the whole process group (workers included) if it
+    has not stopped within 10 s.
     """
     port = free_port()
     with tempfile.NamedTemporaryFile("w+b", prefix="uvicorn-", suffix=".log", delete=False) as f:
@@ -145,7 +157,10 @@ def start_server(env: dict, workers: int = 1, *, proxy_headers: bool = False, ti
         )
     server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     try:
-        _wait_until_healthy(server, timeout)
+        if fails:
+            _wait_until_stopped(server, timeout)
+        else:
+            _wait_until_healthy(server, timeout)
         yield server
     finally:
         _stop(process)
@@ -165,6 +180,15 @@ def _wait_until_healthy(server: Server, timeout: float) -> None:
             pass
         time.sleep(0.05)
     raise RuntimeError(f"the server did not answer /healthz within {timeout} s:\n{server.log}")
+
+
+def _wait_until_stopped(server: Server, timeout: float) -> None:
+    try:
+        server.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(
+            f"the server was still running after {timeout} s, not refusing to start:\n{server.log}"
+        ) from None
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -1,5 +1,6 @@
-"""Top-level errors of requests that cannot run: Apollo's codes, and the statuses of the
-GraphQL-over-HTTP specification for clients that accept application/graphql-response+json.
+"""Top-level errors of requests that cannot run: Apollo's codes, the statuses of the
+GraphQL-over-HTTP specification for clients that accept application/graphql-response+json,
+and bodies that are not a GraphQL request at all.
 
 Clients that do not ask for that type (no Accept header, `*/*`, application/json) keep
 the answers they always had: 200, `"data": null`.
@@ -129,4 +130,40 @@ def test_a_body_that_is_not_graphql_is_answered_in_the_type_asked_for(db):
     )
     assert response.status_code == 400
     assert response["Content-Type"] == f"{GRAPHQL_RESPONSE}; charset=utf-8"
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+# Bodies that are not a GraphQL request: a 400 with a GraphQL-shaped error, never a 500.
+
+ME_FIRST = "query($first: Int!) { me { referrals(first: $first) { totalCount } } }"
+MALFORMED_BODIES = {
+    "null": b"null",
+    "number": b"123",
+    "string": b'"x"',
+    "true": b"true",
+    "empty-array": b"[]",
+    "not-json": b"{not json",
+    "query-not-a-string": b'{"query": 5}',
+    "variables-not-an-object": b'{"query": "{ me { id } }", "variables": "x"}',
+    "invalid-utf8": b'{"query": "\xff\xfe"}',
+    "nested-100000": b"[" * 100_000 + b"]" * 100_000,
+    "number-of-5000-digits": json.dumps({"query": ME_FIRST}).encode()[:-1]
+    + b', "variables": {"first": '
+    + b"9" * 5000
+    + b"}}",
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_BODIES.values(), ids=MALFORMED_BODIES.keys())
+def test_a_malformed_body_is_a_400_with_a_graphql_error(db, body):
+    response = Client().post("/graphql/", body, content_type="application/json")
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_REQUEST" and error["message"]
+
+
+def test_deeply_nested_variables_in_a_get_are_a_400_with_a_graphql_error(db):
+    nested = "[" * 100_000 + "]" * 100_000
+    response = Client().get("/graphql/", {"query": "{ __typename }", "variables": nested})
+    assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"

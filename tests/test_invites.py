@@ -15,6 +15,9 @@ from tests.conftest import (
 from users.access_tokens import issue_access_token
 from users.models import OtpChallenge, User
 
+# Every test twice: with the execution short cut and without it (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("short_cut")
+
 
 def test_activating_a_code_shows_on_both_profiles(api, make_user):
     inviter, inviter_token = make_user()

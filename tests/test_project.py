@@ -132,3 +132,21 @@ def test_admin_sign_in_accepts_any_spelling_and_stops_password_guessing(db):
     )
     assert "Too many failed sign-ins" in right.content.decode()
     assert "_auth_user_id" not in guesser.session
+
+
+def test_admin_sign_in_stops_one_address_guessing_across_phones(db, settings):
+    """20 wrong passwords from one address, each for another phone (so no phone's own
+    cap is reached): the next try from there is refused, the right password included;
+    another address still signs in."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast
+    User.objects.create_superuser("+375291234567", "a-long-admin-password")
+    guesser = Client(REMOTE_ADDR="203.0.113.9")
+    for i in range(20):
+        wrong = guesser.post("/admin/login/", {"username": f"+3752900000{i:02d}", "password": "x"})
+        assert "correct phone" in wrong.content.decode(), i
+    right = {"username": "+375291234567", "password": "a-long-admin-password"}
+    refused = guesser.post("/admin/login/", right)
+    assert "Too many failed sign-ins" in refused.content.decode()
+    assert "_auth_user_id" not in guesser.session
+    other = Client(REMOTE_ADDR="198.51.100.4").post("/admin/login/?next=/admin/", right)
+    assert other.status_code == 302 and other["Location"] == "/admin/"

@@ -1,10 +1,14 @@
 """Work per request is a fixed number of queries, whatever the number of rows or users."""
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import ME, Api, new_phone
 from users.models import User
+
+# Every test twice: with the execution short cut and without it (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("short_cut")
 
 USERS = """query { users(first: 100) { totalCount edges { cursor node {
   id phone inviteCode activatedInviteCode inviteActivatedAt dateJoined } }

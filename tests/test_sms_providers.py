@@ -24,9 +24,10 @@ SECRET = "whsec_" + base64.b64encode(b"webhook-secret-never-logged-32by").decode
 TWILIO_PATH = f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
 WEBHOOK_PATH = "/hooks/sms"
 TIMEOUT = 0.5
-# A send that fails for want of an answer takes the deadline, and less than the two full
-# timeouts it would take if the retry had a deadline of its own.
-IN_TIME = (TIMEOUT * 0.9, TIMEOUT * 1.9)
+# The one wall-clock bound here, where promptness is the point: a provider that never
+# answers costs the person about SMS_TIMEOUT, not the provider's silence. Generous: the
+# provider below would hold the request for a minute, httpx's own default is 5 s.
+PROMPTLY = TIMEOUT * 6
 
 
 @pytest.fixture(scope="module")
@@ -195,10 +196,11 @@ def test_a_refusal_is_not_retried(server, name, caplog):
 def test_a_provider_slower_than_the_deadline_is_delayed_in_time_and_not_retried(
     server, name, caplog
 ):
-    answered = threading.Event()
+    received, answered = threading.Event(), threading.Event()
 
     def slow(request):
-        answered.wait(TIMEOUT * 4)
+        received.set()
+        answered.wait(60)  # until the send has given up
         return Response(status=ACCEPTED[name])
 
     server.expect_request(PATHS[name]).respond_with_handler(slow)
@@ -207,8 +209,9 @@ def test_a_provider_slower_than_the_deadline_is_delayed_in_time_and_not_retried(
         error = refused(name)
     finally:
         answered.set()
-    assert IN_TIME[0] < time.monotonic() - started < IN_TIME[1]
-    assert error.code == ErrorCode.DELIVERY_DELAYED  # it may have taken the message
+    assert time.monotonic() - started < PROMPTLY
+    assert received.wait(30)  # the provider had the message: it may still send it
+    assert error.code == ErrorCode.DELIVERY_DELAYED
     assert str(error) == f"{name}: no answer within {TIMEOUT:g} s"
     assert len(server.log) <= 1  # the request was sent once; no time was left to retry
     assert_nothing_secret(caplog, str(error))
@@ -225,9 +228,7 @@ def closed_port_url(path):
 def test_a_refused_connection_is_tried_twice(server, settings, name, caplog):
     settings.TWILIO_API_URL = closed_port_url("")
     settings.SMS_WEBHOOK_URL = closed_port_url(WEBHOOK_PATH)
-    started = time.monotonic()
     error = refused(name)
-    assert time.monotonic() - started < TIMEOUT
     assert error.code == ErrorCode.DELIVERY_FAILED
     assert str(error) == f"{name}: connection error (ConnectError) after one retry"
     assert caplog.text.count(f"{name}: retrying SMS") == 1
@@ -249,23 +250,26 @@ def fill_queue(address):
 
 
 def test_a_connection_that_cannot_be_made_leaves_time_for_the_retry(server, settings, caplog):
-    """Connecting may take half the deadline on the first try, so the retry gets the rest."""
+    """Connecting may take half the deadline on the first try, so the retry gets the rest,
+    and no more: what each try was given is in what the backend reports."""
     with socket.socket() as full:
         full.bind(("127.0.0.1", 0))
         full.listen(0)  # never accepts: once its queue is full, connecting hangs
         queued = fill_queue(full.getsockname())
         host, port = full.getsockname()
         settings.TWILIO_API_URL = f"http://{host}:{port}"
-        started = time.monotonic()
         try:
             error = refused("twilio")
         finally:
             for connection in queued:
                 connection.close()
-    assert IN_TIME[0] < time.monotonic() - started < IN_TIME[1]
     assert error.code == ErrorCode.DELIVERY_FAILED
-    assert str(error).endswith("after one retry")
     assert "twilio: retrying SMS to +**********67: could not connect within 0.25 s" in caplog.text
+    retry = re.fullmatch(
+        r"twilio: could not connect within ([0-9.e-]+) s after one retry", str(error)
+    )
+    assert retry, str(error)
+    assert float(retry[1]) <= TIMEOUT / 2  # what was left of the one deadline, not another
 
 
 # Twilio's error numbers
@@ -373,13 +377,19 @@ def test_simulated_sends_wait_together_and_log_the_code(settings, caplog):
     settings.SMS_SIMULATED_DELAY = 0.2
     backend = sms.SimulatedSms()
 
-    async def many():
-        await asyncio.gather(*(backend.send(PHONE, CODE, locale="en") for _ in range(20)))
+    events = []
 
-    started = time.monotonic()
+    async def one():
+        events.append("waiting")
+        await backend.send(PHONE, CODE, locale="en")
+        events.append("sent")
+
+    async def many():
+        await asyncio.gather(*(one() for _ in range(20)))
+
     with caplog.at_level(logging.INFO, logger="users.sms"):
         asyncio.run(many())
-    assert time.monotonic() - started < 1.0
+    assert events == ["waiting"] * 20 + ["sent"] * 20  # all twenty waited at once
     assert caplog.text.count(f"simulated SMS to {PHONE}: code {CODE}") == 20
 
 

@@ -1,19 +1,27 @@
-"""The one way a use case runs: in one transaction, retried when PostgreSQL asks.
+"""How a use case's database work runs: in one transaction, retried when PostgreSQL asks.
 
-Every public service function is a `use_case`. The decorator owns the transaction,
-so a use case's body reads as the rule it implements:
+Work of several statements is a `use_case`: the decorator owns its transaction. Work
+that is one statement (a function of users/sql, its own transaction) is only
+`retrying`, as `issue_code` is. Two public services are neither: `verify_code` checks
+its input, then hands the sign-in to one of the two (one statement without an invite
+code, a `use_case` with one); `send_code`, the one async use case, awaits the
+delivery between its statements, each run through the caller's `off_loop` and each
+`retrying`, so that no transaction stays open while a provider is waited for.
+
+A `use_case`'s body reads as the rule it implements:
 
 - it commits when the function returns;
 - it rolls back when the function raises, DomainError included: a refusal leaves
   nothing behind, unless the error says `commit=True`. Those refusals record
   something that must stay, a wrong guess or a revoked token family; the decorator
-  commits, then raises the error;
-- it runs again, at most RETRIES times in all, when PostgreSQL ended the transaction
-  to break a deadlock (40P01) or a serialisation conflict (40001), or when the use
-  case raised `Retry` because what it read changed before it could lock it (or every
-  invite code it drew for a new user was taken). If the
-  last run still fails that way, the error goes out: the API answers
-  SERVICE_UNAVAILABLE, a moment's contention and not the caller's fault.
+  commits, then raises the error.
+
+Both run the work again, at most RETRIES times in all, when PostgreSQL ended the
+transaction to break a deadlock (40P01) or a serialisation conflict (40001), or when
+the work raised `Retry` because what it read changed before it could lock it (or
+every invite code it drew for a new user was taken). If the last run still fails that
+way, the error goes out: the API answers SERVICE_UNAVAILABLE, a moment's contention
+and not the caller's fault.
 """
 
 import functools
