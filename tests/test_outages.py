@@ -85,15 +85,21 @@ def test_a_sign_in_answered_unavailable_is_answered_again_by_the_same_code(clust
             assert {top_error_code(answer) for answer in lost} == {"SERVICE_UNAVAILABLE"}, lost
 
             with psycopg.connect(cluster.url, autocommit=True) as database:
-                for _ in range(400):  # a sign-in that was under way when it froze is kept
-                    (kept,) = database.execute(
-                        "SELECT count(*) FROM users_otpchallenge"
-                        " WHERE unanswered_user_id IS NOT NULL"
+                # The sign-ins that were under way commit when it thaws, and each is kept
+                # for its retry: wait until the server's connections are all idle and
+                # every user made has their code put back.
+                for _ in range(400):
+                    busy, users, kept = database.execute(
+                        "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                        " current_database() AND pid <> pg_backend_pid() AND state <> 'idle'),"
+                        " (SELECT count(*) FROM users_user),"
+                        " (SELECT count(*) FROM users_otpchallenge"
+                        "  WHERE unanswered_user_id IS NOT NULL)"
                     ).fetchone()
-                    if kept:
+                    if not busy and kept and kept == users:
                         break
                     await asyncio.sleep(0.05)
-                assert kept, "no sign-in had reached the database when it froze"
+                assert kept and kept == users, (busy, users, kept)
 
             for phone, code in zip(phones, codes, strict=True):
                 again = await verify(phone, code)
