@@ -29,7 +29,7 @@ type AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 # The probes: a load balancer calls an instance by its address, not by the service's
 # name, so ALLOWED_HOSTS does not apply to them (it applies to every other route).
 # /metrics is not among them: list the addresses Prometheus scrapes in ALLOWED_HOSTS
-# (README "Metrics").
+# (docs/operations.md, "Metrics").
 PROBES = ("/healthz", "/readyz")
 # A static file is read and sent this many bytes at a time (Django's ASGI chunk).
 STATIC_CHUNK = 64 * 1024

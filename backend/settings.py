@@ -1,7 +1,7 @@
 """Settings for the phone sign-in service.
 
 Every environment variable the service reads is read here, with its default;
-the table in README.md lists them. Nothing else in the code reads os.environ.
+the table in docs/operations.md ("Configuration") lists them. Nothing else in the code reads os.environ.
 """
 
 import os
@@ -310,7 +310,7 @@ if PROMETHEUS_MULTIPROC_DIR:
 else:
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
-# One-time codes and their limits (see README "Security").
+# One-time codes and their limits (docs/security.md).
 # SMS delivery (users/sms.py). With DEBUG off SMS_BACKEND has no default: users/checks.py
 # refuses to start until an operator chooses, so codes never reach callers by accident.
 SMS_BACKEND = os.environ.get("SMS_BACKEND", "").strip() or ("simulated" if DEBUG else "")

@@ -1,4 +1,4 @@
-"""Issue 22, round two of hostile load: what one client can make a worker hold or do.
+"""Hostile load: what one client can make a worker hold or do.
 
 Each test runs uvicorn as operators do (tests/servers.py) and talks to it over raw
 sockets where the point is what goes over the wire. Memory is the worker's resident
