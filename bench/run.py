@@ -9,7 +9,11 @@ settings (DEBUG off) exactly as `make serve` does, and measures back to back:
   reads (bench/plain.py, mounted only by bench/settings.py), at 8 and 64 connections;
 - 200 concurrent sendCode with the simulated 1 s delivery;
 - verifyCode throughput with a delivery that does not wait;
-- the worker's peak RSS and the time from start to its first answer.
+- the worker's peak RSS and the time from start to its first answer;
+- the CPU each request costs: the server's processes and the database's backends that
+  serve its connections, read from /proc before and after each run. Unlike requests/s,
+  CPU per request hardly moves when other work shares the machine, so two commits can
+  be compared on a busy one.
 
 Load comes from wrk where it is installed, else from the asyncio client below. Each
 measurement runs twice so the noise shows. Numbers are ratios within this run; absolute
@@ -172,6 +176,9 @@ class Server:
         self.first_answer = time.perf_counter() - started
         return self
 
+    def pids(self) -> list[int]:
+        return [self.process.pid, *children(self.process.pid)]
+
     def peak_rss_mb(self) -> float:
         """The largest peak RSS among the serving processes (the workers under a supervisor)."""
         pids = [self.process.pid, *children(self.process.pid)]
@@ -184,6 +191,52 @@ class Server:
     def __exit__(self, *exc):
         self.process.terminate()
         self.process.wait(timeout=10)
+
+
+def cpu_seconds(pids) -> float:
+    """User and system CPU of these processes so far; a process that ended counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def database_backends() -> list[int]:
+    """The PostgreSQL backends connected to the benchmark's database (the server's pool),
+    when that server runs on this machine."""
+    name = DATABASE_URL.rsplit("/", 1)[1]
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        ).fetchall()
+    return [pid for (pid,) in rows if Path(f"/proc/{pid}").exists()]
+
+
+class CpuMeter:
+    """CPU ms per request of the server and of its database connections over one run."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def __enter__(self):
+        self.app = cpu_seconds(self.server.pids())
+        self.backends = database_backends()
+        self.db = cpu_seconds(self.backends)
+        return self
+
+    def __exit__(self, *exc):
+        self.app = cpu_seconds(self.server.pids()) - self.app
+        # Backends opened during the run count from zero.
+        after = set(self.backends) | set(database_backends())
+        self.db = cpu_seconds(after) - self.db
+
+    def per_request(self, requests: float) -> str:
+        return f"{self.app * 1000 / requests:.2f} + {self.db * 1000 / requests:.2f}"
 
 
 def children(pid: int) -> list[int]:
@@ -274,6 +327,7 @@ def load(payload: bytes, connections: int, seconds: float = SECONDS) -> dict:
         "p50": statistics.median(latencies) * 1000,
         "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
         "errors": errors,
+        "requests": len(latencies),
     }
 
 
@@ -321,6 +375,7 @@ def wrk_load(payload: bytes, connections: int, seconds: float) -> dict:
         "p50": p50 / 1000,
         "p99": p99 / 1000,
         "errors": errors,
+        "requests": requests,
     }
 
 
@@ -373,7 +428,7 @@ def main() -> None:
     plain_me = raw_request("GET", "/bench/plain-me", token=token)
     client = "wrk" if shutil.which("wrk") else "asyncio client"
 
-    def me(label, connections_list):
+    def me(server, label, connections_list):
         # Warm up at full concurrency: every database thread's connection prepares its
         # statements after a few uses, and the first seconds of a server are slower.
         for connections in connections_list:
@@ -381,8 +436,10 @@ def main() -> None:
             load(plain_me, connections, 2)
         for run in (1, 2):
             for connections in connections_list:
-                plain = load(plain_me, connections)
-                graphql = load(graphql_me, connections)
+                with CpuMeter(server) as plain_cpu:
+                    plain = load(plain_me, connections)
+                with CpuMeter(server) as graphql_cpu:
+                    graphql = load(graphql_me, connections)
                 assert not plain["errors"] and not graphql["errors"], (plain, graphql)
                 rows.append(
                     (
@@ -399,12 +456,22 @@ def main() -> None:
                         f"{graphql['p50']:.1f} / {graphql['p99']:.1f}",
                     )
                 )
+                plain_ms = plain_cpu.per_request(plain["requests"])
+                graphql_ms = graphql_cpu.per_request(graphql["requests"])
+                rows.append(
+                    (
+                        f"me, {connections} connections{label}, run {run}: CPU ms per request "
+                        "(app + database) plain | GraphQL",
+                        f"{plain_ms} | {graphql_ms}",
+                    )
+                )
 
-    def sends(label, prefix):
+    def sends(server, label, prefix):
         for run in (1, 2):
             floor, _ = burst([b"{}"] * 200, 200, "/bench/plain-wait")
             bodies = [graphql_body(SEND, p=f"+37529{prefix}{run}{i:05d}") for i in range(200)]
-            wall, answers = burst(bodies, 200)
+            with CpuMeter(server) as cpu:
+                wall, answers = burst(bodies, 200)
             failed = [a for a in answers if not (a.get("data") or {}).get("sendCode")]
             if failed:
                 print("failed:", len(failed), failed[0], flush=True)
@@ -415,17 +482,23 @@ def main() -> None:
                     f"{wall:.2f} s / {floor:.2f} s  ratio {wall / floor:.2f} ({sent} sent)",
                 )
             )
+            rows.append(
+                (
+                    f"sendCode{label}, run {run}: CPU ms per send (app + database)",
+                    cpu.per_request(len(bodies)),
+                )
+            )
 
     with Server() as server:
         rows.append(("time from start to first answer (s)", f"{server.first_answer:.2f}"))
         check_same_answer(token)
-        me("", (8, 64))
-        sends("", 1)
+        me(server, "", (8, 64))
+        sends(server, "", 1)
         rows.append(("peak RSS of the worker (MB), 1 s delivery", f"{server.peak_rss_mb():.0f}"))
 
     with Server(workers=2) as server:
-        me(", 2 workers", (64,))
-        sends(", 2 workers", 2)
+        me(server, ", 2 workers", (64,))
+        sends(server, ", 2 workers", 2)
         rows.append(("peak RSS of a worker (MB), 2 workers", f"{server.peak_rss_mb():.0f}"))
 
     with Server(SMS_SIMULATED_DELAY="0") as server:
@@ -435,12 +508,19 @@ def main() -> None:
             codes = {
                 s["data"]["sendCode"]["phone"]: s["data"]["sendCode"]["debugCode"] for s in sent
             }
-            wall, answers = burst([graphql_body(VERIFY, p=p, c=codes[p]) for p in phones], 64)
+            with CpuMeter(server) as cpu:
+                wall, answers = burst([graphql_body(VERIFY, p=p, c=codes[p]) for p in phones], 64)
             ok = sum(1 for a in answers if a["data"]["verifyCode"]["token"])
             rows.append(
                 (
                     f"verifyCode (first sign-ins), 64 at once, run {run}",
                     f"{len(phones) / wall:.0f} /s ({ok} signed in)",
+                )
+            )
+            rows.append(
+                (
+                    f"verifyCode, run {run}: CPU ms per first sign-in (app + database)",
+                    cpu.per_request(len(phones)),
                 )
             )
         rows.append(
