@@ -180,19 +180,39 @@ if DATABASE_URL:
     DATABASES["default"]["ENGINE"] = "backend.postgresql"  # Django's, with a pool check
 else:
     DATABASES = {"default": {"ENGINE": "backend.embedded", "NAME": "app", "USER": "postgres"}}
+# DATABASE_POOLER: `transaction` when DATABASE_URL names PgBouncer (or another pooler)
+# in transaction mode, which hands each transaction to any server connection: then no
+# startup `options` are sent (PgBouncer refuses them), the three timeouts below are set
+# for each transaction as it begins (one `set_config` call; none when the role already
+# has them), and neither prepared statements nor server-side cursors are used, since
+# both live on one server connection. Empty: a direct connection (or session pooling).
+DATABASE_POOLER = os.environ.get("DATABASE_POOLER", "").strip().lower()
+if DATABASE_POOLER not in ("", "transaction"):
+    raise ImproperlyConfigured(
+        f"DATABASE_POOLER: {DATABASE_POOLER!r} is not `transaction` or empty (a direct connection)"
+    )
 # Django's psycopg pool: connections are reused across requests under ASGI.
 # A database that does not answer is noticed: connecting gives up after 2 s; the
 # server cancels a statement after DATABASE_TIMEOUT, a lock wait after half of it,
 # and a transaction left idle after twice it; TCP keepalives and a TCP user
-# timeout drop a connection whose peer has gone away. (Behind PgBouncer, which
-# refuses startup `options`, set the three timeouts on the database role.)
-timeouts = {}
-if DATABASE_TIMEOUT:
-    milliseconds = int(DATABASE_TIMEOUT * 1000)
-    timeouts["options"] = (
-        f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds // 2}"
-        f" -c idle_in_transaction_session_timeout={milliseconds * 2}"
-    )
+# timeout drop a connection whose peer has gone away. Through a transaction pooler
+# the timeouts go with each transaction instead (backend/postgresql).
+milliseconds = int(DATABASE_TIMEOUT * 1000)
+DATABASE_SERVER_TIMEOUTS = (
+    {
+        "statement_timeout": f"{milliseconds}ms",
+        "lock_timeout": f"{milliseconds // 2}ms",
+        "idle_in_transaction_session_timeout": f"{milliseconds * 2}ms",
+    }
+    if DATABASE_TIMEOUT
+    else {}
+)
+timeouts: dict[str, object] = {}
+if DATABASE_POOLER:
+    timeouts["prepare_threshold"] = None
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+elif DATABASE_SERVER_TIMEOUTS:
+    timeouts["options"] = " ".join(f"-c {k}={v}" for k, v in DATABASE_SERVER_TIMEOUTS.items())
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Each connection is tried (an empty query) as it leaves the pool, so one the server
 # closed, as a restart does, is replaced before a request uses it (backend/postgresql).
