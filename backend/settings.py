@@ -405,6 +405,13 @@ TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
 # makes their payload itself), and stored rotating refresh tokens.
 JWT_EXPIRATION = env_int("JWT_EXPIRATION", 900)
 REFRESH_TOKEN_EXPIRATION = env_int("REFRESH_TOKEN_EXPIRATION", 30 * 24 * 3600)
+# A rotated refresh token that comes back within REFRESH_REUSE_GRACE seconds is a second
+# tab of one browser refreshing at once: it gets the same new refresh token the first
+# got. Later, it means the token was copied, and its session ends (users/services/tokens.py).
+REFRESH_REUSE_GRACE = env_int("REFRESH_REUSE_GRACE", 20)
+# Sign-in history (users.models.SignInEvent), kept this many days for staff, then
+# deleted by `make purge`.
+SIGN_IN_HISTORY_DAYS = env_int("SIGN_IN_HISTORY_DAYS", 90)
 GRAPHQL_JWT = {
     "JWT_SECRET_KEY": SECRET_KEY,
     "JWT_ALGORITHM": "HS256",

@@ -1,8 +1,8 @@
 """The stack's own floors, mounted only by bench/settings.py.
 
 `plain_me`: a plain Django JSON view doing what `me` does: the same Bearer parsing and
-JWT check (users.tokens), the same user lookup with the inviter, the same referral
-page of 50 with its count; no GraphQL.
+JWT check (users.access_tokens), the same user lookup with the inviter and the session
+check joined to it, the same referral page of 50 with its count; no GraphQL.
 
 `plain_wait`: an async Django view that only awaits the simulated delivery delay;
 what 200 concurrent sendCode would cost if sending did nothing else.
@@ -15,12 +15,14 @@ from django.http import JsonResponse
 
 from schema.context import bearer_token
 from users import selectors
-from users.access_tokens import user_id_from_access_token
+from users.access_tokens import claims_of_access_token
 
 
 def plain_me(request):
-    user_id = user_id_from_access_token(bearer_token(request) or "")
-    user = selectors.active_user(user_id=user_id) if user_id is not None else None
+    claims = claims_of_access_token(bearer_token(request) or "")
+    user = None
+    if claims is not None:
+        user = selectors.active_user(user_id=claims.user_id, session_id=claims.session_id)
     if user is None:
         return JsonResponse({"errors": [{"extensions": {"code": "UNAUTHENTICATED"}}]})
     request = selectors.PageRequest.parse(50, None)

@@ -137,9 +137,10 @@ def access_token(user_id: int) -> str:
     import django
 
     django.setup()
-    from users.access_tokens import issue_access_token
+    from users.models import User
+    from users.services import tokens
 
-    return issue_access_token(user_id).token
+    return tokens.issue(user=User.objects.get(pk=user_id)).token
 
 
 # Server

@@ -45,8 +45,8 @@ def main() -> None:
 
     from schema import execution
     from schema.schema import schema
-    from users.access_tokens import issue_access_token
     from users.models import User
+    from users.services import tokens
 
     if schema.execution_context_class is not execution.ExecutionContext:
         sys.exit("the short cut is off in this process (GRAPHQL_SHORT_CUT, graphql-core)")
@@ -57,7 +57,7 @@ def main() -> None:
             User.objects.create_user(
                 f"+37533{i:07d}", invited_by=inviter, invite_activated_at=inviter.date_joined
             )
-        token = issue_access_token(inviter.pk).token
+        token = tokens.issue(user=inviter).token
         client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
 
         def answer() -> bytes:

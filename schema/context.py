@@ -9,12 +9,13 @@ from strawberry.django.context import StrawberryDjangoContext
 from strawberry.types import Info
 
 from backend import database
-from backend.edge import address_key
+from backend.edge import address_key, address_network
 from schema.errors import Forbidden, NotAuthenticated
 from schema.loaders import Loaders
 from users import selectors
-from users.access_tokens import user_id_from_access_token
+from users.access_tokens import claims_of_access_token
 from users.models import User
+from users.services.codes import Client
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -32,7 +33,10 @@ class Context(StrawberryDjangoContext):
 
     token: str | None = None
     client_key: str | None = None
+    client: Client = field(default_factory=Client)
     loaders: Loaders = field(default_factory=Loaders)
+    # The session of the access token, once `user()` has found it live.
+    session_id: int | None = field(default=None, init=False)
     _user: "asyncio.Future[User | None] | None" = field(default=None, init=False)
 
     @classmethod
@@ -42,10 +46,15 @@ class Context(StrawberryDjangoContext):
             response=response,  # type: ignore[arg-type]
             token=bearer_token(request),
             client_key=address_key(request.META.get("REMOTE_ADDR")),
+            client=Client(
+                user_agent=request.headers.get("User-Agent", ""),
+                network=address_network(request.META.get("REMOTE_ADDR")),
+            ),
         )
 
     async def user(self, *, referrals: Sequence[selectors.PageRequest] = ()) -> User | None:
-        """The token's active user, looked up once per request however many fields ask.
+        """The token's active user, looked up once per request however many fields ask,
+        while the token's session has not ended (then `session_id` is that session's).
 
         `referrals`: the pages of the user's referrals the query will ask for, read in
         the same trip to the database and handed to the loader (`me` knows them).
@@ -55,14 +64,19 @@ class Context(StrawberryDjangoContext):
         return await asyncio.shield(self._user)
 
     async def _look_up(self, referrals: Sequence[selectors.PageRequest]) -> User | None:
-        user_id = user_id_from_access_token(self.token)
-        if user_id is None:
+        claims = claims_of_access_token(self.token)
+        if claims is None:
             return None
         user, pages = await database.run(
-            selectors.active_user_with_referrals, user_id=user_id, requests=referrals
+            selectors.active_user_with_referrals,
+            user_id=claims.user_id,
+            session_id=claims.session_id,
+            requests=referrals,
         )
         for request, page in pages.items():
-            self.loaders.referral_pages.prime((user_id, request), page)
+            self.loaders.referral_pages.prime((claims.user_id, request), page)
+        if user is not None:
+            self.session_id = claims.session_id
         return user
 
     async def require_user(self, *, referrals: Sequence[selectors.PageRequest] = ()) -> User:
@@ -70,6 +84,12 @@ class Context(StrawberryDjangoContext):
         if user is None:
             raise NotAuthenticated()
         return user
+
+    async def require_session(self) -> tuple[User, int]:
+        """The signed-in user and the session of their access token."""
+        user = await self.require_user()
+        assert self.session_id is not None
+        return user, self.session_id
 
     async def require_staff(self) -> User:
         user = await self.require_user()

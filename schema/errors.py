@@ -85,6 +85,16 @@ MUTATIONS = {
         "revokeToken answers by outcome: revoked, or why not (invalid_token, ...).",
         [_OUTCOME],
     ),
+    "revoke_session": Counter(
+        "session_revocations",
+        "revokeSession answers by outcome: revoked, or why not (session_not_found, ...).",
+        [_OUTCOME],
+    ),
+    "sign_out_everywhere": Counter(
+        "sign_outs_everywhere",
+        "signOutEverywhere answers by outcome: signed_out, or why not (unauthenticated, ...).",
+        [_OUTCOME],
+    ),
 }
 
 
@@ -102,6 +112,8 @@ SUCCESS = {
     "activate_invite": "activated",
     "refresh_token": "refreshed",
     "revoke_token": "revoked",
+    "revoke_session": "revoked",
+    "sign_out_everywhere": "signed_out",
 }
 
 

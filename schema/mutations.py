@@ -14,11 +14,13 @@ from schema.types import (
     ActivateInvitePayload,
     AuthPayload,
     Profile,
+    RevokeSessionPayload,
     RevokeTokenPayload,
     SendCodePayload,
+    SignOutEverywherePayload,
 )
 from users.models import User
-from users.services import codes, invites, tokens
+from users.services import codes, invites, sessions, tokens
 
 
 def auth_payload(user: User, issued: tokens.Tokens, *, is_new_user: bool) -> AuthPayload:
@@ -58,13 +60,14 @@ class Mutation:
     )
     @returns_user_errors(AuthPayload)
     async def verify_code(
-        self, phone: str, code: str, invite_code: str | None = None
+        self, info: ApiInfo, phone: str, code: str, invite_code: str | None = None
     ) -> AuthPayload:
         signed_in = await database.run(
             codes.verify_code,
             phone=phone,
             code=code,
             invite_code=invite_code,
+            client=info.context.client,
             if_abandoned=codes.keep_unanswered,
         )
         return auth_payload(signed_in.user, signed_in.tokens, is_new_user=signed_in.is_new_user)
@@ -78,7 +81,10 @@ class Mutation:
         user, issued = await database.run(tokens.rotate, refresh_token=refresh_token)
         return auth_payload(user, issued, is_new_user=False)
 
-    @strawberry.mutation(description="Sign out: revoke a refresh token.")
+    @strawberry.mutation(
+        description="Sign out: revoke a refresh token (its session ends, its access tokens "
+        "stop working at once)."
+    )
     @returns_user_errors(RevokeTokenPayload)
     async def revoke_token(self, refresh_token: str) -> RevokeTokenPayload:
         await database.run(tokens.revoke, refresh_token=refresh_token)
@@ -92,3 +98,28 @@ class Mutation:
             invites.activate_invite, user_id=user.pk, invite_code=invite_code
         )
         return ActivateInvitePayload(profile=Profile.of(activated))
+
+    @strawberry.mutation(
+        description="End one of my sessions (a device); its access and refresh tokens stop "
+        "working at once."
+    )
+    @returns_user_errors(RevokeSessionPayload)
+    async def revoke_session(self, info: ApiInfo, id: strawberry.ID) -> RevokeSessionPayload:
+        user = await info.context.require_user()
+        await database.run(sessions.end_session, user_id=user.pk, session_id=str(id))
+        return RevokeSessionPayload(revoked=True)
+
+    @strawberry.mutation(
+        description="End all my sessions; keepCurrent keeps the one this access token belongs to."
+    )
+    @returns_user_errors(SignOutEverywherePayload)
+    async def sign_out_everywhere(
+        self, info: ApiInfo, keep_current: bool = True
+    ) -> SignOutEverywherePayload:
+        user, current = await info.context.require_session()
+        revoked = await database.run(
+            sessions.end_all_sessions,
+            user_id=user.pk,
+            keep_session_id=current if keep_current else None,
+        )
+        return SignOutEverywherePayload(revoked=revoked)

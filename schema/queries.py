@@ -15,7 +15,8 @@ class Query:
     )
     async def me(self, info: ApiInfo) -> Profile:
         referrals = selected_referral_pages(info.selected_fields[0].selections)
-        return Profile.of(await info.context.require_user(referrals=referrals))
+        user = await info.context.require_user(referrals=referrals)
+        return Profile.of(user, current_session_id=info.context.session_id)
 
     @strawberry.field(
         description="Every user, newest first. Staff only: UNAUTHENTICATED without a token, "

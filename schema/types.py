@@ -10,9 +10,12 @@ from typing import Self
 import strawberry
 from strawberry.types.nodes import FragmentSpread, InlineFragment, Selection
 
+from backend import database
 from schema.context import ApiInfo
 from schema.errors import ApiError, UserError
 from users import selectors
+from users.devices import UNKNOWN
+from users.models import Session as SessionRow
 from users.models import User
 
 
@@ -92,6 +95,33 @@ class ReferralConnection:
         return cls(total_count=page.total_count, edges=edges, page_info=PageInfo.of(page))
 
 
+@strawberry.type
+class Session:
+    """One of my signed-in devices: a sign-in and every refresh since."""
+
+    id: strawberry.ID
+    created_at: datetime
+    last_used_at: datetime = strawberry.field(
+        description="The sign-in or the latest token refresh (about every 15 minutes while "
+        "the app is open)."
+    )
+    device: str = strawberry.field(
+        description='Browser and OS from its User-Agent, e.g. "Chrome on Android"; '
+        '"Unknown" when it says neither.'
+    )
+    current: bool = strawberry.field(description="This request's access token is of it.")
+
+    @classmethod
+    def of(cls, session: SessionRow, *, current_id: int) -> Self:
+        return cls(
+            id=strawberry.ID(str(session.pk)),
+            created_at=session.created_at,
+            last_used_at=session.last_used_at,
+            device=session.device or UNKNOWN,
+            current=session.pk == current_id,
+        )
+
+
 @strawberry.type(name="Profile")
 class Profile:
     """A user as the API shows them. Every query that returns a profile selects
@@ -106,12 +136,15 @@ class Profile:
         description="The code this user activated; null if none."
     )
     pk: strawberry.Private[int]
+    # Set on `me` only: the session of the request's access token.
+    current_session_id: strawberry.Private[int | None]
 
     @classmethod
-    def of(cls, user: User) -> Self:
+    def of(cls, user: User, *, current_session_id: int | None = None) -> Self:
         return cls(
             id=strawberry.ID(str(user.pk)),
             pk=user.pk,
+            current_session_id=current_session_id,
             phone=user.phone,
             invite_code=user.invite_code,
             invite_activated_at=user.invite_activated_at,
@@ -126,6 +159,17 @@ class Profile:
         request = page_request(first, after)
         page = await info.context.loaders.referral_pages.load((self.pk, request))
         return ReferralConnection.of(page)
+
+    @strawberry.field(
+        description="My signed-in devices, most recently used first (only on `me`; null on "
+        "other profiles)."
+    )
+    async def sessions(self) -> list[Session] | None:
+        current = self.current_session_id
+        if current is None:
+            return None
+        rows = await database.run(selectors.live_sessions, user_id=self.pk)
+        return [Session.of(row, current_id=current) for row in rows]
 
 
 @strawberry.type
@@ -185,4 +229,16 @@ class ActivateInvitePayload:
 @strawberry.type
 class RevokeTokenPayload:
     revoked: bool = False
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RevokeSessionPayload:
+    revoked: bool = False
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class SignOutEverywherePayload:
+    revoked: int = strawberry.field(default=0, description="How many sessions ended.")
     user_errors: list[UserError] = strawberry.field(default_factory=list)

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from users.access_tokens import issue_access_token
 from users.models import User
+from users.services import tokens
 
 SEND = """mutation($phone: String!) { sendCode(phone: $phone) {
   phone expiresAt retryAfter debugCode userErrors { code field message retryAfter } } }"""
@@ -131,11 +131,11 @@ def new_phone():
 
 @pytest.fixture
 def make_user(db):
-    """A user and an access token for them, without going through SMS."""
+    """A user and an access token of a new session of theirs, without going through SMS."""
 
     def make(phone=None, **fields):
         user = User.objects.create_user(phone or new_phone(), **fields)
-        return user, issue_access_token(user.pk).token
+        return user, tokens.issue(user=user).token
 
     return make
 

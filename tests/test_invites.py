@@ -12,8 +12,8 @@ from tests.conftest import (
     new_phone,
     top_error_code,
 )
-from users.access_tokens import issue_access_token
 from users.models import OtpChallenge, User
+from users.services import tokens
 
 # Every test twice: with the execution short cut and without it (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("short_cut")
@@ -238,7 +238,7 @@ def test_a_longer_cycle_closed_from_two_ends_at_once_is_refused(make_user):
 
 
 def issue_for(user):
-    return issue_access_token(user.pk).token
+    return tokens.issue(user=user).token
 
 
 @concurrent

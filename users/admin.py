@@ -1,20 +1,28 @@
-"""Staff see every user: searchable by phone and invite code, with inviter and referrals."""
+"""Staff see every user: searchable by phone and invite code, with inviter and referrals,
+and on a user's page their sessions and sign-in history, with "sign out everywhere"
+(for a stolen phone's owner), on that page and for the users selected in the list. Each
+sign-out is written to the admin log (LogEntry)."""
 
 import math
 from typing import Any, cast
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 
 from users import throttle
 from users.errors import DomainError
-from users.models import User
+from users.models import Session, SignInEvent, User
 from users.phones import MAX_PHONE_INPUT, normalize_phone
+from users.services import sessions
 
 LOGIN_WINDOW = 15 * 60
 LOGIN_MAX_FAILED = 5
@@ -46,9 +54,55 @@ class UserCreationForm(forms.ModelForm[User]):
         pass
 
 
+HISTORY_SHOWN = 50  # the latest sign-in attempts on a user's page
+
+
+class _ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class SessionInline(_ReadOnlyInline):
+    """The user's devices, live or ended, most recently used first."""
+
+    model = Session
+    verbose_name_plural = "sessions (devices)"
+    fields = ("device", "network", "created_at", "last_used_at", "ended_at")
+    readonly_fields = ("device", "network", "created_at", "last_used_at", "ended_at")
+    ordering = ["-last_used_at", "-id"]
+
+
+class SignInEventInline(_ReadOnlyInline):
+    """The user's latest sign-in attempts and what came of each."""
+
+    model = SignInEvent
+    verbose_name_plural = f"sign-in history (latest {HISTORY_SHOWN})"
+    fields = ("at", "outcome", "network", "device")
+    readonly_fields = ("at", "outcome", "network", "device")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SignInEvent]:
+        queryset = super().get_queryset(request).order_by("-at", "-id")
+        match = request.resolver_match
+        object_id = match.kwargs.get("object_id") if match else None
+        if object_id is None:
+            return queryset
+        latest = SignInEvent.objects.filter(user_id=unquote(object_id)).order_by("-at", "-id")
+        return queryset.filter(pk__in=list(latest.values_list("pk", flat=True)[:HISTORY_SHOWN]))
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin[User]):
     add_form = UserCreationForm
+    inlines = [SessionInline, SignInEventInline]
+    actions = ["sign_out_everywhere"]
+    change_form_template = "admin/users/user/change_form.html"
     add_fieldsets = ((None, {"fields": ["phone"]}),)
     list_display = [
         "phone",
@@ -98,6 +152,48 @@ class UserAdmin(BaseUserAdmin[User]):
     def referral_count(self, obj: User) -> int:
         count: int = getattr(obj, "_referral_count", 0)
         return count
+
+    def get_inline_instances(self, request: HttpRequest, obj: User | None = None) -> list[Any]:
+        return super().get_inline_instances(request, obj) if obj else []
+
+    def _sign_out(self, request: HttpRequest, user: User) -> int:
+        """End every session of `user` and write it to the admin log."""
+        ended = sessions.end_all_sessions(user_id=user.pk)
+        self.log_change(request, user, f"Signed out everywhere: {ended} sessions ended.")
+        return ended
+
+    @admin.action(description="Sign out everywhere: end every session of the selected users")
+    def sign_out_everywhere(self, request: HttpRequest, users: QuerySet[User]) -> None:
+        ended = sum(self._sign_out(request, user) for user in users)
+        self.message_user(request, f"{ended} sessions ended.", messages.SUCCESS)
+
+    def get_urls(self) -> list[URLPattern]:
+        sign_out = path(
+            "<path:object_id>/sign-out-everywhere/",
+            self.admin_site.admin_view(self.sign_out_everywhere_view),
+            name="users_user_sign_out_everywhere",
+        )
+        return [sign_out, *super().get_urls()]
+
+    def sign_out_everywhere_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Asks to confirm (GET), then ends every session of the user (POST)."""
+        user = self.get_object(request, unquote(object_id))
+        if user is None:
+            raise Http404
+        if not self.has_change_permission(request, user):
+            raise PermissionDenied
+        if request.method == "POST":
+            ended = self._sign_out(request, user)
+            self.message_user(request, f"{user.phone}: {ended} sessions ended.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:users_user_change", args=[user.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Sign out everywhere?",
+            "opts": self.opts,
+            "original": user,
+            "live_sessions": Session.objects.filter(user=user, ended_at=None).count(),
+        }
+        return TemplateResponse(request, "admin/users/user/sign_out_everywhere.html", context)
 
 
 class ThrottledLoginForm(AdminAuthenticationForm):

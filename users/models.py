@@ -1,4 +1,5 @@
-"""Users, their invite codes, one-time codes, refresh tokens and the counters behind the limits."""
+"""Users, their invite codes, one-time codes, sessions and their refresh tokens, and the
+counters behind the limits."""
 
 import secrets
 from typing import Any, ClassVar
@@ -196,15 +197,85 @@ class SendTotal(models.Model):
         return f"{self.count} codes in shard {self.shard} of the hour {self.hour}"
 
 
+class Session(models.Model):
+    """One sign-in on one device, through every refresh: a refresh-token family.
+
+    Made by the sign-in (users_sign_in), touched by each refresh (`last_used_at`), ended
+    once (`ended_at`) by signing out, by the person from another device, by staff, or by
+    reuse detection. Every access token names its session (`sid`), and a request is
+    signed in only while that session has not ended. `device` is what the User-Agent
+    says, coarsely ("Chrome on Android"); `network` the client's /24 or /64, never the
+    full address.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sessions")
+    created_at = models.DateTimeField(db_default=Now())
+    last_used_at = models.DateTimeField(db_default=Now())
+    ended_at = models.DateTimeField(null=True, blank=True)
+    device = models.CharField(max_length=100, blank=True, db_default="")
+    network = models.CharField(max_length=64, blank=True, db_default="")
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["user", "-last_used_at"],
+                condition=Q(ended_at__isnull=True),
+                name="session_live_idx",
+            ),
+            models.Index(fields=["last_used_at"], name="session_last_used_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"session {self.pk} of user {self.user_id}"
+
+
+# What a sign-in attempt came to, as users_sign_in records it (users/sql/sign_in.sql).
+SIGN_IN_OUTCOMES = [
+    "signed_in",
+    "wrong_code",
+    "expired",
+    "no_code",
+    "too_many_attempts",
+    "disabled",
+]
+
+
+class SignInEvent(models.Model):
+    """One sign-in attempt of an account, for staff: when, what came of it, from which
+    network and device. Attempts for numbers without an account are not kept."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sign_in_events")
+    at = models.DateTimeField(db_default=Now())
+    outcome = models.CharField(
+        max_length=20, choices=[(outcome, outcome) for outcome in SIGN_IN_OUTCOMES]
+    )
+    network = models.CharField(max_length=64, blank=True, db_default="")
+    device = models.CharField(max_length=100, blank=True, db_default="")
+    session = models.ForeignKey(
+        Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "-at"], name="signin_user_idx"),
+            models.Index(fields=["at"], name="signin_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} at {self.at}"
+
+
 class RefreshToken(models.Model):
     """A refresh token, stored as its SHA-256: the table holds nothing that signs anyone in.
 
     A token is revoked once, either by a refresh that replaced it (`rotated`) or by
-    signing out. Only a rotated token that comes back means it was copied.
+    signing out. Only a rotated token that comes back means it was copied. Every token
+    belongs to the session of the sign-in it descends from.
     """
 
     token_hash = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="refresh_tokens")
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="refresh_tokens")
     created_at = models.DateTimeField(db_default=Now(), db_index=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     rotated = models.BooleanField(default=False)

@@ -13,15 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet, Window
-from django.db.models.functions import RowNumber
+from django.db.models.functions import Now, RowNumber
 from django.utils.translation import gettext as _
 
-from users.models import User
+from users.models import Session, User
 
 MAX_PAGE = 100
 MAX_CURSOR = 100
 MAX_ID = 2**63 - 1  # the largest id a BigAutoField holds
+MAX_SESSIONS = 100  # the most recently used of a person's sessions that `me` lists
 
 type Cursor = tuple[datetime, int]
 
@@ -106,22 +108,41 @@ def _page[T: User](
     )
 
 
-def active_user(*, user_id: int) -> User | None:
-    """The signed-in user with the code they activated: one query."""
-    return User.objects.select_related("invited_by").filter(pk=user_id, is_active=True).first()
+def active_user(*, user_id: int, session_id: int) -> User | None:
+    """The signed-in user with the code they activated, while the access token's session
+    has not ended: one query (the session is joined, not read apart)."""
+    if not 0 < session_id <= MAX_ID:
+        return None
+    return (
+        User.objects.select_related("invited_by")
+        .filter(pk=user_id, is_active=True, sessions__pk=session_id, sessions__ended_at=None)
+        .first()
+    )
 
 
 def active_user_with_referrals(
-    *, user_id: int, requests: Sequence[PageRequest]
+    *, user_id: int, session_id: int, requests: Sequence[PageRequest]
 ) -> tuple[User | None, dict[PageRequest, Page[User]]]:
     """The signed-in user and the referral pages a query asks of them, in one go."""
-    user = active_user(user_id=user_id)
+    user = active_user(user_id=user_id, session_id=session_id)
     if user is None:
         return None, {}
     return user, {
         request: referral_pages(user_ids=[user_id], request=request)[user_id]
         for request in requests
     }
+
+
+def live_sessions(*, user_id: int) -> list[Session]:
+    """A user's sessions that have not ended and can still be refreshed, most recently
+    used first: one query. A session's last refresh made its live refresh token, so it
+    lasts REFRESH_TOKEN_EXPIRATION from `last_used_at`."""
+    lifetime = timedelta(seconds=settings.REFRESH_TOKEN_EXPIRATION)
+    return list(
+        Session.objects.filter(
+            user_id=user_id, ended_at=None, last_used_at__gt=Now() - lifetime
+        ).order_by("-last_used_at", "-id")[:MAX_SESSIONS]
+    )
 
 
 def users(*, request: PageRequest) -> Page[User]:

@@ -4,7 +4,16 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from users.models import BlockedPrefix, Delivery, OtpChallenge, RateLimit, RefreshToken, User
+from users.models import (
+    BlockedPrefix,
+    Delivery,
+    OtpChallenge,
+    RateLimit,
+    RefreshToken,
+    Session,
+    SignInEvent,
+    User,
+)
 from users.services import housekeeping
 
 
@@ -21,9 +30,16 @@ def test_purge_expired_deletes_what_is_over_and_keeps_what_still_counts(db, sett
     RateLimit.objects.create(key="send:phone:old", hits=[], expires_at=over)
     RateLimit.objects.create(key="send:phone:new", hits=[], expires_at=live)
     lifetime = timedelta(seconds=settings.REFRESH_TOKEN_EXPIRATION)
-    RefreshToken.objects.create(user=user, token_hash="a" * 64)
-    RefreshToken.objects.create(user=user, token_hash="b" * 64)
+    session, unused = Session.objects.create(user=user), Session.objects.create(user=user)
+    RefreshToken.objects.create(user=user, session=session, token_hash="a" * 64)
+    RefreshToken.objects.create(user=user, session=session, token_hash="b" * 64)
     RefreshToken.objects.filter(token_hash="b" * 64).update(created_at=now - lifetime - day)
+    Session.objects.filter(pk=unused.pk).update(last_used_at=now - lifetime - day)
+    SignInEvent.objects.create(user=user, outcome="signed_in")
+    old_event = SignInEvent.objects.create(user=user, outcome="wrong_code")
+    SignInEvent.objects.filter(pk=old_event.pk).update(
+        at=now - timedelta(days=settings.SIGN_IN_HISTORY_DAYS) - day
+    )
     old_delivery = Delivery.objects.create(phone=user.phone, prefix="+37529", provider="twilio")
     Delivery.objects.create(phone=user.phone, prefix="+37529", provider="twilio")
     Delivery.objects.filter(pk=old_delivery.pk).update(
@@ -38,9 +54,13 @@ def test_purge_expired_deletes_what_is_over_and_keeps_what_still_counts(db, sett
         "codes": 1,
         "counters": 1,
         "refresh_tokens": 1,
+        "sessions": 1,
         "deliveries": 1,
+        "sign_in_history": 1,
         "blocked_prefixes": 1,
     }
+    assert list(Session.objects.all()) == [session]
+    assert list(SignInEvent.objects.values_list("outcome", flat=True)) == ["signed_in"]
     assert set(OtpChallenge.objects.values_list("phone", flat=True)) == {
         "+375290000002",
         dead.phone,

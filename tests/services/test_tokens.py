@@ -5,11 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from users.access_tokens import user_id_from_access_token
+from users.access_tokens import Claims, claims_of_access_token
 from users.errors import DomainError, ErrorCode
 from users.hashing import token_hash
-from users.models import RefreshToken, User
+from users.models import RefreshToken, Session, User
 from users.services import tokens
+from users.services.tokens import REFRESH_TOKEN_SHAPE
 
 
 @pytest.fixture
@@ -36,35 +37,57 @@ def test_new_refresh_token_is_random_and_only_its_hash_is_kept():
 
 
 def test_issue_stores_the_refresh_token_and_signs_an_access_token_for_the_user(user):
-    issued = tokens.issue(user=user)
+    issued = tokens.issue(user=user, device="Chrome on Android", network="192.0.2.0/24")
     assert live(issued.refresh_token)
-    assert user_id_from_access_token(issued.token) == user.pk
+    claims = claims_of_access_token(issued.token)
+    assert claims is not None and claims.user_id == user.pk
+    session = Session.objects.get(pk=claims.session_id)
+    assert (session.user, session.device, session.network) == (
+        user,
+        "Chrome on Android",
+        "192.0.2.0/24",
+    )
     assert issued.token_expires_at > timezone.now()
 
 
 def test_issued_signs_an_access_token_for_a_stored_refresh_token(user):
-    issued = tokens.issued(user.pk, "a refresh token stored by the caller")
-    assert user_id_from_access_token(issued.token) == user.pk
+    issued = tokens.issued(user.pk, 7, "a refresh token stored by the caller")
+    assert claims_of_access_token(issued.token) == Claims(user_id=user.pk, session_id=7)
     assert issued.refresh_token == "a refresh token stored by the caller"
 
 
-def test_rotate_replaces_the_refresh_token_once(user):
+def test_the_successor_of_a_token_is_keyed_with_the_secret_key(settings):
+    token = tokens.new_refresh_token()[0]
+    following = tokens.successor(token)
+    assert REFRESH_TOKEN_SHAPE.fullmatch(following) and following != token
+    assert tokens.successor(token) == following
+    settings.SECRET_KEY = "another-secret-key-0123456789abcdef0123456789"
+    assert tokens.successor(token) != following
+
+
+def test_rotate_replaces_the_refresh_token_once_and_a_second_tab_gets_the_same(user):
     old = tokens.issue(user=user).refresh_token
     rotated_user, new = tokens.rotate(refresh_token=old)
     assert rotated_user == user and live(new.refresh_token) and not live(old)
-    assert refusal(tokens.rotate, refresh_token=old) == ErrorCode.INVALID_TOKEN  # two tabs
-    assert live(new.refresh_token)  # within the grace period nothing more happens
+    _, again = tokens.rotate(refresh_token=old)  # two tabs, within the grace period
+    assert again.refresh_token == new.refresh_token and again.session_id == new.session_id
+    assert live(new.refresh_token)
+    _, newer = tokens.rotate(refresh_token=new.refresh_token)
+    assert refusal(tokens.rotate, refresh_token=old) == ErrorCode.INVALID_TOKEN  # no successor
+    assert live(newer.refresh_token)  # within the grace period nothing more happens
 
 
-def test_rotate_of_a_token_that_comes_back_later_signs_the_user_out_everywhere(user):
+def test_rotate_of_a_token_that_comes_back_later_ends_its_session_only(user, settings):
     old = tokens.issue(user=user).refresh_token
     _, new = tokens.rotate(refresh_token=old)
     other_device = tokens.issue(user=user).refresh_token
     RefreshToken.objects.filter(token_hash=token_hash(old)).update(
-        revoked_at=timezone.now() - 2 * tokens.REUSE_GRACE
+        revoked_at=timezone.now() - timedelta(seconds=2 * settings.REFRESH_REUSE_GRACE)
     )
     assert refusal(tokens.rotate, refresh_token=old) == ErrorCode.INVALID_TOKEN
-    assert not live(new.refresh_token) and not live(other_device)  # kept although refused
+    assert not live(new.refresh_token)  # kept although refused
+    assert Session.objects.get(pk=new.session_id).ended_at is not None
+    assert live(other_device)
 
 
 def test_rotate_refuses_an_expired_token_and_a_disabled_user(user, settings):
@@ -76,10 +99,12 @@ def test_rotate_refuses_an_expired_token_and_a_disabled_user(user, settings):
     assert refusal(tokens.rotate, refresh_token=refresh_token) == ErrorCode.INVALID_TOKEN
 
 
-def test_revoke_ends_a_refresh_token_once(user):
-    refresh_token = tokens.issue(user=user).refresh_token
+def test_revoke_ends_a_refresh_token_and_its_session_once(user):
+    issued = tokens.issue(user=user)
+    refresh_token = issued.refresh_token
     tokens.revoke(refresh_token=refresh_token)
     assert not live(refresh_token)
+    assert Session.objects.get(pk=issued.session_id).ended_at is not None
     assert refusal(tokens.revoke, refresh_token=refresh_token) == ErrorCode.INVALID_TOKEN
     assert refusal(tokens.rotate, refresh_token=refresh_token) == ErrorCode.INVALID_TOKEN
     assert refusal(tokens.revoke, refresh_token="not a token") == ErrorCode.INVALID_TOKEN

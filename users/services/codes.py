@@ -25,7 +25,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import connection
 from django.utils.translation import gettext as _
 
-from users import metrics, sms, sql
+from users import devices, metrics, sms, sql
 from users.errors import DomainError, ErrorCode, Forbidden, Retry
 from users.hashing import code_hash
 from users.models import INVITE_CODE_DRAWS, SendTotal, User, new_invite_code
@@ -278,6 +278,18 @@ def _not_delivered(error: sms.DeliveryError, wait: int) -> DomainError:
 
 
 @dataclass(frozen=True)
+class Client:
+    """Where a sign-in comes from, as its session shows it: the User-Agent header (users/
+    devices.py reads it) and the client's network (a /24 or /64, never an address)."""
+
+    user_agent: str = ""
+    network: str = ""
+
+
+NO_CLIENT = Client()
+
+
+@dataclass(frozen=True)
 class SignIn:
     user: User
     tokens: tokens.Tokens
@@ -351,13 +363,14 @@ def _check_code(*, phone: str, code: str) -> None:
         raise _refused(refusal, wait)
 
 
-def _sign_in(*, phone: str, code: str, inviter_id: int | None = None) -> SignIn:
-    """users_sign_in: check the code and sign in, creating the user on the first success."""
+def _sign_in(*, phone: str, code: str, client: Client, inviter_id: int | None = None) -> SignIn:
+    """users_sign_in: check the code and sign in, creating the user on the first success,
+    in a new session of the client's device."""
     refresh_token, refresh_token_hash = tokens.new_refresh_token()
     hashed = code_hash(phone, code)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT * FROM users_sign_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "SELECT * FROM users_sign_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 phone,
                 hashed,
@@ -366,6 +379,8 @@ def _sign_in(*, phone: str, code: str, inviter_id: int | None = None) -> SignIn:
                 make_password(None),
                 refresh_token_hash,
                 inviter_id,
+                devices.describe(client.user_agent),
+                client.network,
             ],
         )
         (
@@ -378,6 +393,7 @@ def _sign_in(*, phone: str, code: str, inviter_id: int | None = None) -> SignIn:
             joined,
             is_new,
             expires,
+            session_id,
         ) = cursor.fetchone()
     if refusal is not None:
         raise _refused(refusal, wait)
@@ -392,7 +408,7 @@ def _sign_in(*, phone: str, code: str, inviter_id: int | None = None) -> SignIn:
         user.invited_by = User(invite_code=inviter_code)  # what a profile shows of them
     return SignIn(
         user=user,
-        tokens=tokens.issued(user_id, refresh_token),
+        tokens=tokens.issued(user_id, session_id, refresh_token),
         is_new_user=bool(is_new),
         phone=phone,
         code_hash=hashed,
@@ -423,7 +439,7 @@ _sign_in_alone = retrying(_sign_in)  # one statement, its own transaction
 
 
 @use_case
-def _sign_in_with_invite(*, phone: str, code: str, invite_code: str) -> SignIn:
+def _sign_in_with_invite(*, phone: str, code: str, client: Client, invite_code: str) -> SignIn:
     """The code first (a wrong one is counted), then the invite, then the sign-in, in one
     transaction: a refused invite leaves no user and the code live."""
     _check_code(phone=phone, code=code)
@@ -433,10 +449,12 @@ def _sign_in_with_invite(*, phone: str, code: str, invite_code: str) -> SignIn:
         inviter_id = invites.owner_for_new_user(phone=phone, invite_code=invite_code).pk
     elif user.is_active:
         invites.activate(user_id=user.pk, invite_code=invite_code)
-    return _sign_in(phone=phone, code=code, inviter_id=inviter_id)
+    return _sign_in(phone=phone, code=code, client=client, inviter_id=inviter_id)
 
 
-def verify_code(*, phone: str, code: str, invite_code: str | None = None) -> SignIn:
+def verify_code(
+    *, phone: str, code: str, invite_code: str | None = None, client: Client = NO_CLIENT
+) -> SignIn:
     """Check the code and sign in, creating the user on the first success.
 
     With `invite_code`, the invite is activated in the same transaction; if it is
@@ -449,5 +467,5 @@ def verify_code(*, phone: str, code: str, invite_code: str | None = None) -> Sig
     if len(code) > MAX_CODE_INPUT or not CODE_SHAPE.fullmatch(code):
         raise DomainError(ErrorCode.INVALID_CODE, _("The code is 4 digits."), field="code")
     if invite_code is None:
-        return _sign_in_alone(phone=phone, code=code)
-    return _sign_in_with_invite(phone=phone, code=code, invite_code=invite_code)
+        return _sign_in_alone(phone=phone, code=code, client=client)
+    return _sign_in_with_invite(phone=phone, code=code, client=client, invite_code=invite_code)

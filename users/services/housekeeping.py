@@ -6,15 +6,17 @@ from django.conf import settings
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from users.models import BlockedPrefix, Delivery, OtpChallenge, RateLimit
+from users.models import BlockedPrefix, Delivery, OtpChallenge, RateLimit, Session, SignInEvent
 from users.services import tokens
 from users.services.unit import use_case
 
 
 @use_case
 def purge_expired() -> dict[str, int]:
-    """Delete dead codes, counters past their windows, expired refresh tokens, deliveries
-    older than DELIVERY_LOG_DAYS and prefix blocks long over.
+    """Delete dead codes, counters past their windows, expired refresh tokens, sessions
+    unused for as long (ended or not: nothing can refresh them), deliveries older than
+    DELIVERY_LOG_DAYS, sign-in history older than SIGN_IN_HISTORY_DAYS and prefix blocks
+    long over.
 
     Nothing depends on it for correctness; it keeps the tables small.
     """
@@ -33,10 +35,23 @@ def purge_expired() -> dict[str, int]:
     blocks, _ = BlockedPrefix.objects.filter(
         until__lt=now - timedelta(seconds=settings.SMS_PUMPING_WINDOW)
     ).delete()
+    refresh_tokens = tokens.delete_expired()
+    sessions = (
+        Session.objects.filter(
+            last_used_at__lt=now - timedelta(seconds=settings.REFRESH_TOKEN_EXPIRATION)
+        )
+        .delete()[1]
+        .get(Session._meta.label, 0)
+    )
+    history, _ = SignInEvent.objects.filter(
+        at__lt=now - timedelta(days=settings.SIGN_IN_HISTORY_DAYS)
+    ).delete()
     return {
         "codes": codes,
         "counters": counters,
-        "refresh_tokens": tokens.delete_expired(),
+        "refresh_tokens": refresh_tokens,
+        "sessions": sessions,
         "deliveries": deliveries,
+        "sign_in_history": history,
         "blocked_prefixes": blocks,
     }

@@ -309,18 +309,21 @@ END
 $$;
 
 -- A sign-in: the code check above, then the user (created on the first sign-in, with
--- `p_inviter` as inviter when the caller has checked the invite), the refresh token,
--- last_login, and the code deleted (single use). refusal: those of users_check_code,
+-- `p_inviter` as inviter when the caller has checked the invite), a new session on
+-- `p_device` from `p_network` with its first refresh token, last_login, and the code
+-- deleted (single use). Every attempt on a number that has an account is kept in its
+-- sign-in history, whatever its outcome. refusal: those of users_check_code,
 -- 'disabled', or 'no_invite_code' (every invite code drawn was taken: draw again).
 -- `code_expires_at`: when the code would have expired, for users_keep_unanswered_sign_in.
 CREATE OR REPLACE FUNCTION users_sign_in(
     p_phone text, p_code_hash text, p_max_attempts integer, p_max_failed integer,
     p_per_phone integer, p_attempts integer, p_cooldown integer,
-    p_invite_codes text[], p_password text, p_token_hash text, p_inviter bigint
+    p_invite_codes text[], p_password text, p_token_hash text, p_inviter bigint,
+    p_device text, p_network text
 ) RETURNS TABLE (
     refusal text, wait integer, user_id bigint, invite_code text, inviter_code text,
     invite_activated_at timestamptz, date_joined timestamptz, is_new boolean,
-    code_expires_at timestamptz
+    code_expires_at timestamptz, session_id bigint
 )
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -329,20 +332,33 @@ DECLARE
     v_new boolean := false;
     v_expires timestamptz;
     v_delivery bigint;
+    v_session bigint;
 BEGIN
     SELECT * INTO v_check FROM users_check_code(p_phone, p_code_hash, p_max_attempts,
         p_max_failed, p_per_phone, p_attempts, p_cooldown);
     IF v_check.refusal IS NOT NULL THEN
+        INSERT INTO users_signinevent (user_id, at, outcome, network, device)
+        SELECT u.id, now(), CASE v_check.refusal
+                WHEN 'phone_locked' THEN 'too_many_attempts'
+                WHEN 'dead_code' THEN 'too_many_attempts'
+                ELSE v_check.refusal END,
+            coalesce(p_network, ''), coalesce(p_device, '')
+        FROM users_user u WHERE u.phone = p_phone;
         RETURN QUERY SELECT v_check.refusal, v_check.wait, NULL::bigint, NULL, NULL,
-            NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::timestamptz;
+            NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::timestamptz,
+            NULL::bigint;
         RETURN;
     END IF;
 
     SELECT * INTO v_user FROM users_user u WHERE u.phone = p_phone;
     IF v_user.id IS NOT NULL THEN
         IF NOT v_user.is_active THEN
+            INSERT INTO users_signinevent (user_id, at, outcome, network, device)
+            VALUES (v_user.id, now(), 'disabled', coalesce(p_network, ''),
+                coalesce(p_device, ''));
             RETURN QUERY SELECT 'disabled', 0, NULL::bigint, NULL, NULL,
-                NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::timestamptz;
+                NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::timestamptz,
+                NULL::bigint;
             RETURN;
         END IF;
         UPDATE users_user SET last_login = now() WHERE id = v_user.id;
@@ -350,7 +366,8 @@ BEGIN
         v_user := users_create_user(p_phone, p_password, p_invite_codes, p_inviter, true);
         IF v_user.id IS NULL THEN
             RETURN QUERY SELECT 'no_invite_code', 0, NULL::bigint, NULL, NULL,
-                NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::timestamptz;
+                NULL::timestamptz, NULL::timestamptz, NULL::boolean, NULL::timestamptz,
+                NULL::bigint;
             RETURN;
         END IF;
         v_new := true;
@@ -359,18 +376,25 @@ BEGIN
     DELETE FROM users_otpchallenge c WHERE c.id = v_check.challenge_id
     RETURNING c.expires_at, c.delivery_id INTO v_expires, v_delivery;
     UPDATE users_delivery SET verified_at = now() WHERE id = v_delivery AND verified_at IS NULL;
-    INSERT INTO users_refreshtoken (token_hash, user_id, created_at, revoked_at, rotated)
-    VALUES (p_token_hash, v_user.id, now(), NULL, false);
+    INSERT INTO users_session (user_id, created_at, last_used_at, ended_at, device, network)
+    VALUES (v_user.id, now(), now(), NULL, coalesce(p_device, ''), coalesce(p_network, ''))
+    RETURNING id INTO v_session;
+    INSERT INTO users_refreshtoken (token_hash, user_id, session_id, created_at, revoked_at,
+        rotated)
+    VALUES (p_token_hash, v_user.id, v_session, now(), NULL, false);
+    INSERT INTO users_signinevent (user_id, at, outcome, network, device, session_id)
+    VALUES (v_user.id, now(), 'signed_in', coalesce(p_network, ''), coalesce(p_device, ''),
+        v_session);
     RETURN QUERY SELECT NULL::text, 0, v_user.id, v_user.invite_code::text,
         (SELECT i.invite_code::text FROM users_user i WHERE i.id = v_user.invited_by_id),
         v_user.invite_activated_at, v_user.date_joined, v_new OR v_check.was_new_user,
-        v_expires;
+        v_expires, v_session;
 END
 $$;
 
 -- A sign-in that was made, but whose answer never reached the person: the request
 -- had given up waiting for the database (or the person left) before it committed.
--- Its refresh token, which nobody holds, is revoked, and its code is put back, unless
+-- Its session and refresh token, which nobody holds, end, and its code is put back, unless
 -- a newer send has replaced it, so that the same verifyCode, repeated within the
 -- code's lifetime, answers this sign-in with fresh tokens instead of CODE_EXPIRED.
 CREATE OR REPLACE FUNCTION users_keep_unanswered_sign_in(
@@ -378,6 +402,9 @@ CREATE OR REPLACE FUNCTION users_keep_unanswered_sign_in(
     p_new_user boolean, p_token_hash text
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    UPDATE users_session SET ended_at = now() WHERE ended_at IS NULL AND id = (
+        SELECT session_id FROM users_refreshtoken WHERE token_hash = p_token_hash
+    );
     UPDATE users_refreshtoken SET revoked_at = now()
     WHERE token_hash = p_token_hash AND revoked_at IS NULL;
     IF p_expires_at > now() THEN
