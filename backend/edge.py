@@ -101,6 +101,21 @@ def address_key(client_ip: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
+def network_of(client_ip: str | None) -> str | None:
+    """The client's network as the referral program compares them: an IPv4 /24, an IPv6
+    /64 (what one subscriber, or one household's router, usually holds)."""
+    if not client_ip:
+        return None
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if isinstance(address, ipaddress.IPv4Address) else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
 def forwarded_client(peer: str, forwarded_for: str) -> str:
     """The right-most X-Forwarded-For hop that is not a trusted proxy, or the peer."""
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]

@@ -9,7 +9,7 @@ from strawberry.django.context import StrawberryDjangoContext
 from strawberry.types import Info
 
 from backend import database
-from backend.edge import address_key
+from backend.edge import address_key, network_of
 from schema.errors import Forbidden, NotAuthenticated
 from schema.loaders import Loaders
 from users import selectors
@@ -32,6 +32,7 @@ class Context(StrawberryDjangoContext):
 
     token: str | None = None
     client_key: str | None = None
+    client_network: str | None = None  # IPv4 /24 or IPv6 /64, for the referral signals
     loaders: Loaders = field(default_factory=Loaders)
     _user: "asyncio.Future[User | None] | None" = field(default=None, init=False)
 
@@ -42,6 +43,7 @@ class Context(StrawberryDjangoContext):
             response=response,  # type: ignore[arg-type]
             token=bearer_token(request),
             client_key=address_key(request.META.get("REMOTE_ADDR")),
+            client_network=network_of(request.META.get("REMOTE_ADDR")),
         )
 
     async def user(self, *, referrals: Sequence[selectors.PageRequest] = ()) -> User | None:

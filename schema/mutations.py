@@ -58,13 +58,14 @@ class Mutation:
     )
     @returns_user_errors(AuthPayload)
     async def verify_code(
-        self, phone: str, code: str, invite_code: str | None = None
+        self, info: ApiInfo, phone: str, code: str, invite_code: str | None = None
     ) -> AuthPayload:
         signed_in = await database.run(
             codes.verify_code,
             phone=phone,
             code=code,
             invite_code=invite_code,
+            network=info.context.client_network,
             if_abandoned=codes.keep_unanswered,
         )
         return auth_payload(signed_in.user, signed_in.tokens, is_new_user=signed_in.is_new_user)
@@ -89,6 +90,9 @@ class Mutation:
     async def activate_invite(self, info: ApiInfo, invite_code: str) -> ActivateInvitePayload:
         user = await info.context.require_user()
         activated = await database.run(
-            invites.activate_invite, user_id=user.pk, invite_code=invite_code
+            invites.activate_invite,
+            user_id=user.pk,
+            invite_code=invite_code,
+            network=info.context.client_network,
         )
         return ActivateInvitePayload(profile=Profile.of(activated))
