@@ -391,6 +391,9 @@ REFERRAL_DORMANT_DAYS = env_int("REFERRAL_DORMANT_DAYS", 7)
 # user and per worker; a graphql-transport-ws ping every SUBSCRIPTION_PING_INTERVAL
 # seconds on an idle connection; connection_init must come within
 # SUBSCRIPTION_INIT_TIMEOUT seconds of the handshake.
+# The one connection per worker that LISTENs for the subscriptions' notices
+# (backend/listen.py): a direct one, as PgBouncer's transaction mode keeps no LISTEN.
+LISTEN_DATABASE_URL = os.environ.get("LISTEN_DATABASE_URL", "").strip()
 SUBSCRIPTIONS_PER_USER = env_int("SUBSCRIPTIONS_PER_USER", 5)
 SUBSCRIPTIONS_PER_WORKER = env_int("SUBSCRIPTIONS_PER_WORKER", 2000)
 SUBSCRIPTION_PING_INTERVAL = env_float("SUBSCRIPTION_PING_INTERVAL", 20.0)

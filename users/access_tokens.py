@@ -55,3 +55,13 @@ def user_id_from_access_token(token: str | None) -> int | None:
         return int(payload["sub"])
     except ValueError:
         return None
+
+
+def access_token_subject(token: str | None) -> tuple[int, int] | None:
+    """The user id and expiry (epoch seconds) of a good token, as for
+    `user_id_from_access_token`: a subscription is closed when its token expires."""
+    user_id = user_id_from_access_token(token)
+    if user_id is None:
+        return None
+    assert token is not None
+    return user_id, int(get_payload(token)["exp"])
