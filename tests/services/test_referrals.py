@@ -14,7 +14,7 @@ from django.db.models import F
 
 from tests.conftest import Api, concurrent
 from users.models import Activation, RefreshToken, User
-from users.services import invites, referrals, tokens
+from users.services import housekeeping, invites, referrals, tokens
 
 REFERRER = "+375291000000"
 FAR = ["+375442000000", "+375333000000", "+375298000000", "+375445000000", "+375296000000"]
@@ -80,7 +80,7 @@ def test_a_referee_who_never_comes_back_within_a_week(referrer, settings):
         created_at=activated_at + timedelta(days=2)
     )
     young = activate(FAR[2], referrer)
-    assert referrals.flag_dormant() == 1
+    assert housekeeping.purge_expired()["dormant_referrals_flagged"] == 1  # make purge
     assert Activation.objects.get(pk=gone.pk).signals == ["dormant"]
     assert Activation.objects.get(pk=back.pk).signals == []
     assert Activation.objects.get(pk=young.pk).signals == []  # not a week old: not decided

@@ -6,17 +6,19 @@ from django.conf import settings
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from users.models import BlockedPrefix, Delivery, OtpChallenge, RateLimit
-from users.services import tokens
+from users.models import BlockedPrefix, Delivery, OtpChallenge, RateLimit, SignInNetwork
+from users.services import referrals, tokens
 from users.services.unit import use_case
 
 
 @use_case
 def purge_expired() -> dict[str, int]:
     """Delete dead codes, counters past their windows, expired refresh tokens, deliveries
-    older than DELIVERY_LOG_DAYS and prefix blocks long over.
+    older than DELIVERY_LOG_DAYS, prefix blocks long over and sign-in networks older than
+    REFERRAL_NETWORK_DAYS; and give the referral program's dormant signal to activations
+    whose referee has not come back within REFERRAL_DORMANT_DAYS.
 
-    Nothing depends on it for correctness; it keeps the tables small.
+    Nothing else depends on it for correctness; it keeps the tables small.
     """
     now = Now()  # the database's clock
     # A dead code (attempts used up) still answers TOO_MANY_ATTEMPTS until a new send,
@@ -33,10 +35,17 @@ def purge_expired() -> dict[str, int]:
     blocks, _ = BlockedPrefix.objects.filter(
         until__lt=now - timedelta(seconds=settings.SMS_PUMPING_WINDOW)
     ).delete()
+    networks, _ = SignInNetwork.objects.filter(
+        last_seen_at__lt=now - timedelta(days=settings.REFERRAL_NETWORK_DAYS)
+    ).delete()
+    # Before the refresh tokens go: they tell whether a referee came back.
+    dormant = referrals.flag_dormant()
     return {
         "codes": codes,
         "counters": counters,
+        "dormant_referrals_flagged": dormant,
         "refresh_tokens": tokens.delete_expired(),
         "deliveries": deliveries,
         "blocked_prefixes": blocks,
+        "sign_in_networks": networks,
     }
