@@ -316,3 +316,50 @@ def test_a_subscription_over_http_is_a_400(db, client):
     )
     assert response.status_code == 400, response.content
     assert "subscriptions are not allowed" in response.json()["errors"][0]["message"].lower()
+
+
+@served
+def test_fifty_referrals_reach_the_subscriber_in_order_and_how_fast(capsys):
+    """50 sign-ups with the referrer's code on one worker of two, one after another,
+    while the referrer's socket reads: each arrives once. Printed, not held: the time
+    from the verifyCode request to the referral on the socket, and verifyCode's own."""
+    with start_server(FAST_SIGN_IN, workers=2) as server:
+
+        async def scenario():
+            token, invite = await referrer(server.url)
+            socket = await subscribe(server.url, token)
+            arrived: dict[str, float] = {}
+
+            async def read():
+                while len(arrived) < 50:
+                    referral = await next_referral(socket, timeout=120)
+                    arrived[referral["phone"]] = time.perf_counter()
+
+            reading = asyncio.create_task(read())
+            # Wait until the subscription listens: a first referral must come through.
+            warm = await invited_sign_up(server.url, invite)
+            await asyncio.to_thread(until, lambda: warm in arrived, "the first referral")
+            del arrived[warm]
+            started, answered = {}, {}
+            for _ in range(50):
+                phone = new_phone()
+                code = await send_code(server.url, phone)
+                started[phone] = time.perf_counter()
+                variables = {"phone": phone, "code": code, "invite": invite}
+                await graphql_data(server.url, VERIFY_WITH_INVITE, variables)
+                answered[phone] = time.perf_counter()
+            await asyncio.wait_for(reading, WAIT)
+            await socket.close()
+            return started, answered, arrived
+
+        started, answered, arrived = asyncio.run(scenario())
+    assert set(arrived) == set(started)
+    delivery = sorted(arrived[p] - started[p] for p in started)
+    mutation = sorted(answered[p] - started[p] for p in started)
+    with capsys.disabled():
+        print(
+            f"\nreferralAdded over 50 referrals: request to socket p50 "
+            f"{statistics.median(delivery) * 1000:.1f} ms, max {delivery[-1] * 1000:.1f} ms; "
+            f"verifyCode itself p50 {statistics.median(mutation) * 1000:.1f} ms, "
+            f"max {mutation[-1] * 1000:.1f} ms"
+        )
