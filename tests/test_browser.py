@@ -734,17 +734,21 @@ def test_the_referral_dashboard_loads_nothing_from_another_host(browser, server,
     page.on("request", lambda request: requests.append(request.url))
     people = [User.objects.create_user(f"+37529{n + 1}{n:02d}{n * 1111:04d}") for n in range(6)]
     referrals.record_sign_in(user_id=people[0].pk, network="10.1.2.0/24")
-    for n in range(40):
-        referee = User.objects.create_user(f"+37544{n:03d}{(n * 37) % 10000:04d}")
-        network = "10.1.2.0/24" if n % 7 == 0 else f"192.0.{n}.0/24"
-        invites.activate_invite(
-            user_id=referee.pk, invite_code=people[n % 4].invite_code, network=network
-        )
+    for n in range(60):
+        person = User.objects.create_user(f"+37544{n:03d}{(n * 37) % 10000:04d}")
         days = (n * 13) % 28
-        User.objects.filter(pk=referee.pk).update(date_joined=timezone.now() - timedelta(days=days))
-        Activation.objects.filter(referee=referee).update(
-            activated_at=timezone.now() - timedelta(days=days)
-        )
+        if n % 3:  # two in three joined through a friend's code
+            network = "10.1.2.0/24" if n % 5 == 1 else f"192.0.{n}.0/24"
+            invites.activate_invite(
+                user_id=person.pk, invite_code=people[n % 4].invite_code, network=network
+            )
+            Activation.objects.filter(referee=person).update(
+                activated_at=timezone.now() - timedelta(days=days), via="sign_in"
+            )
+        User.objects.filter(pk=person.pk).update(date_joined=timezone.now() - timedelta(days=days))
+    User.objects.filter(pk__in=[p.pk for p in people]).update(
+        date_joined=timezone.now() - timedelta(days=40)
+    )
     sign_in_to_admin(page, ADMIN_PHONE)
     page.goto("/admin/users/activation/dashboard/")
     expect(page.get_by_role("heading", name="Top referrers")).to_be_visible()

@@ -281,12 +281,15 @@ def dashboard() -> dict[str, Any]:
     since = Now() - timedelta(days=DASHBOARD_DAYS)
     today = timezone.now().date()
     days = [today - timedelta(days=n) for n in range(DASHBOARD_DAYS - 1, -1, -1)]
-    sign_ups: dict[date, int] = dict(
-        User.objects.filter(date_joined__gte=since)
+    joined_per_day = {
+        row["day"]: (row["n"], row["invited"])
+        for row in User.objects.filter(date_joined__gte=since)
         .annotate(day=TruncDate("date_joined"))
-        .values_list("day")
-        .annotate(n=Count("id"))
-    )
+        .values("day")
+        .annotate(n=Count("id"), invited=Count("id", filter=Q(invited_by__isnull=False)))
+    }
+    sign_ups = {day: n for day, (n, _) in joined_per_day.items()}
+    invited_per_day = {day: invited for day, (_, invited) in joined_per_day.items()}
     counted = Activation.objects.exclude(status="rejected")
     per_day: dict[date, dict[str, Any]] = {
         row["day"]: dict(row)
@@ -295,7 +298,6 @@ def dashboard() -> dict[str, Any]:
         .values("day")
         .annotate(
             activations=Count("id", filter=~Q(status="rejected")),
-            invited=Count("id", filter=Q(via="sign_in") & ~Q(status="rejected")),
             flagged=Count("id", filter=~Q(signals=[])),
         )
     }
@@ -312,15 +314,15 @@ def dashboard() -> dict[str, Any]:
         ],
     )
     joined = sum(sign_ups.values())
-    invited = sum(row["invited"] for row in per_day.values())
+    invited = sum(invited_per_day.values())
     conversion_chart = charts.lines(
-        "Sign-ups that came with an invite code, % per day",
+        "Conversion: sign-ups who joined through an invite code, % per day",
         labels,
         [
             charts.Series(
                 "% of sign-ups invited",
                 [
-                    round(100 * _of(per_day, day, "invited") / sign_ups[day])
+                    round(100 * invited_per_day.get(day, 0) / sign_ups[day])
                     if sign_ups.get(day)
                     else 0
                     for day in days
