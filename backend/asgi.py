@@ -39,7 +39,9 @@ def answering_lifespan(app: ASGIApp) -> ASGIApp:
     return application
 
 
-application = answering_lifespan(edge(cast(ASGIApp, django_application)))
+from schema.websocket import serve as serve_websocket  # noqa: E402
+
+application = answering_lifespan(edge(cast(ASGIApp, django_application), serve_websocket))
 from backend.checks import check_at_start  # noqa: E402 (needs Django set up)
 from users.sms import check_at_start as check_sms_at_start  # noqa: E402
 

@@ -23,8 +23,8 @@ same answers:
   for the CPU and the database. The probes are not counted: a load balancer that is
   not in TRUSTED_PROXIES makes every client one address, and must still see the
   instance healthy.
-- WebSocket connections are refused (HTTP 403 to the handshake) until the
-  subscriptions of SPEC's graphql-transport-ws exist: `websocket` is where they go.
+- WebSocket connections go to the subscriptions (schema/websocket.py) on /graphql/
+  only, with the same proxy and Host rules (`websocket`).
 """
 
 import asyncio
@@ -40,6 +40,7 @@ from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -53,6 +54,8 @@ type Message = MutableMapping[str, Any]
 type Receive = Callable[[], Awaitable[Message]]
 type Send = Callable[[Message], Awaitable[None]]
 type ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# A WebSocket application: answers with the close code it sent, if any, for the log.
+type WebSocketApp = Callable[[Scope, Receive, Send], Awaitable[int | None]]
 
 type Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -102,8 +105,10 @@ def address_key(client_ip: str | None) -> str | None:
 
 
 def address_network(client_ip: str | None) -> str:
-    """The network a session shows instead of its address: an IPv4 /24 or an IPv6 /64
-    (the /64 the address limits count by); "" for what is not an address."""
+    """The client's network: an IPv4 /24 or an IPv6 /64 (the /64 the address limits count
+    by; what one subscriber, or one household's router, usually holds). A session shows
+    it instead of the address and the referral program compares it; "" for what is not
+    an address."""
     if not client_ip:
         return ""
     try:
@@ -181,13 +186,13 @@ def request_log(scope: Scope, *, trusted: bool) -> logs.RequestLog:
     )
 
 
-def edge(app: ASGIApp) -> ASGIApp:
-    """Wrap the Django application; see the module docstring."""
+def edge(app: ASGIApp, websockets: WebSocketApp | None = None) -> ASGIApp:
+    """Wrap the Django application, and the WebSocket one; see the module docstring."""
     metrics.worker_started()
 
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await websocket(scope, receive, send)
+        if scope["type"] == "websocket" and websockets is not None:
+            await websocket(websockets, scope, receive, send)
             return
         if scope["type"] != "http":
             await app(scope, receive, send)
@@ -228,28 +233,49 @@ def edge(app: ASGIApp) -> ASGIApp:
     return application
 
 
-async def websocket(scope: Scope, receive: Receive, send: Send) -> None:
-    """A WebSocket connection: refused for now (HTTP 403 to the handshake).
+async def websocket(app: WebSocketApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """A WebSocket connection: the subscriptions' (`app`, schema/websocket.py) on /graphql/.
 
-    SPEC's subscriptions (graphql-transport-ws on /graphql/) will be served from here.
+    The edge's rules hold for it as for a request: the client and scheme as a trusted
+    proxy says, a Host in ALLOWED_HOSTS, and its access line when it ends, with its
+    duration and the close code sent. A foreign Host or any other path is refused: HTTP
+    403 to the handshake. Its size limits and caps are schema/websocket.py's.
     """
+    trusted = from_trusted_proxy(scope)
+    scope = behind_proxy(scope)
+    request = request_log(scope, trusted=trusted)
+    request.method = "GET"
+    token = logs.begin(request)
+    started = time.perf_counter()
+    try:
+        if scope["path"] not in ("/graphql/", "/graphql") or not _allowed_host(
+            _header(scope, b"host")
+        ):
+            request.status = 403
+            await _refuse_handshake(receive, send)
+        else:
+            request.status = 101
+            code = await app(scope, receive, send)
+            if code is not None:
+                logs.add_outcome(f"CLOSED_{code}")
+    finally:
+        if settings.ACCESS_LOG:
+            logs.access(request, time.perf_counter() - started, None)
+        logs.end(token)
+
+
+def _allowed_host(host: str) -> bool:
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
+async def _refuse_handshake(receive: Receive, send: Send) -> None:
+    """Refuse the handshake: uvicorn answers it 403. (Its websocket.http.response
+    extension would let the application choose the status, but uvicorn 0.54 then logs
+    an error for every refusal.)"""
     message = await receive()
     if message["type"] == "websocket.connect":
         await send({"type": "websocket.close", "code": 1008})
-    if settings.ACCESS_LOG:
-        client = scope.get("client")
-        request = logs.RequestLog(
-            request_id=logs.new_request_id(),
-            method="GET",
-            path=logs.redact(scope.get("path", "")),
-            client=client[0] if client else None,
-            status=403,
-        )
-        token = logs.begin(request)
-        try:
-            logs.access(request, 0.0, None)
-        finally:
-            logs.end(token)
 
 
 # Requests in flight

@@ -57,6 +57,17 @@ SHED = Counter(
     "worker, by bound (user, address).",
     ["bound"],
 )
+WEBSOCKETS = Gauge(
+    "websocket_connections",
+    "WebSocket connections open (graphql-transport-ws on /graphql/), authenticated or not.",
+    multiprocess_mode="livesum",
+)
+SUBSCRIPTIONS = Gauge(
+    "graphql_subscriptions_open",
+    "GraphQL subscriptions running, by field (referralAdded).",
+    ["subscription"],
+    multiprocess_mode="livesum",
+)
 WORKERS = Gauge("server_workers", "Worker processes serving.", multiprocess_mode="livesum")
 
 _operations: set[str] = set()

@@ -1,7 +1,8 @@
 """Settings for the phone sign-in service.
 
-Every environment variable the service reads is read here, with its default;
-the table in docs/operations.md ("Configuration") lists them. Nothing else in the code reads os.environ.
+Every environment variable the service reads is read here, with its default; the
+table in docs/operations.md ("Configuration") lists them. Nothing else in the code
+reads os.environ.
 """
 
 import os
@@ -397,6 +398,27 @@ SMS_PUMPING_BLOCK = env_int("SMS_PUMPING_BLOCK", 3600)
 DELIVERY_LOG_DAYS = env_int("DELIVERY_LOG_DAYS", 30)
 SMS_RECEIPTS_URL = os.environ.get("SMS_RECEIPTS_URL", "").strip().rstrip("/")
 INVITE_MAX_FAILED_PER_HOUR = env_int("INVITE_MAX_FAILED_PER_HOUR", 10)
+# The referral program (users/services/referrals.py). Fraud signals on an activation:
+# more than REFERRAL_MAX_PER_HOUR activations of one code within an hour ("burst"); a
+# referee's number within REFERRAL_SEQUENTIAL_DISTANCE of the referrer's or another
+# referee's ("sequential"); the referee's network (/24, /64) seen at one of the referrer's
+# sign-ins of the last REFERRAL_NETWORK_DAYS days ("same_network"); a referee who has not
+# come back within REFERRAL_DORMANT_DAYS ("dormant", found by `make purge`).
+REFERRAL_MAX_PER_HOUR = env_int("REFERRAL_MAX_PER_HOUR", 10)
+REFERRAL_SEQUENTIAL_DISTANCE = env_int("REFERRAL_SEQUENTIAL_DISTANCE", 10)
+REFERRAL_NETWORK_DAYS = env_int("REFERRAL_NETWORK_DAYS", 30)
+REFERRAL_DORMANT_DAYS = env_int("REFERRAL_DORMANT_DAYS", 7)
+# Subscriptions over WebSocket (schema/subscriptions.py): open connections per signed-in
+# user and per worker; a graphql-transport-ws ping every SUBSCRIPTION_PING_INTERVAL
+# seconds on an idle connection; connection_init must come within
+# SUBSCRIPTION_INIT_TIMEOUT seconds of the handshake.
+# The one connection per worker that LISTENs for the subscriptions' notices
+# (backend/listen.py): a direct one, as PgBouncer's transaction mode keeps no LISTEN.
+LISTEN_DATABASE_URL = os.environ.get("LISTEN_DATABASE_URL", "").strip()
+SUBSCRIPTIONS_PER_USER = env_int("SUBSCRIPTIONS_PER_USER", 5)
+SUBSCRIPTIONS_PER_WORKER = env_int("SUBSCRIPTIONS_PER_WORKER", 2000)
+SUBSCRIPTION_PING_INTERVAL = env_float("SUBSCRIPTION_PING_INTERVAL", 20.0)
+SUBSCRIPTION_INIT_TIMEOUT = env_float("SUBSCRIPTION_INIT_TIMEOUT", 10.0)
 OTP_TEST_NUMBERS = parse_test_numbers(os.environ.get("OTP_TEST_NUMBERS", ""))
 PHONE_DEFAULT_REGION = os.environ.get("PHONE_DEFAULT_REGION", "").strip().upper() or None
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")

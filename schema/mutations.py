@@ -95,7 +95,10 @@ class Mutation:
     async def activate_invite(self, info: ApiInfo, invite_code: str) -> ActivateInvitePayload:
         user = await info.context.require_user()
         activated = await database.run(
-            invites.activate_invite, user_id=user.pk, invite_code=invite_code
+            invites.activate_invite,
+            user_id=user.pk,
+            invite_code=invite_code,
+            network=info.context.client.network or None,
         )
         return ActivateInvitePayload(profile=Profile.of(activated))
 

@@ -16,6 +16,7 @@ from schema.limits import CachedParser, GraphQLLimits
 from schema.mutations import Mutation
 from schema.observe import ObserveOperation
 from schema.queries import Query
+from schema.subscriptions import Subscription
 
 
 class Schema(strawberry.Schema):
@@ -39,6 +40,10 @@ class Schema(strawberry.Schema):
             raise HTTPException(
                 400, "The GraphQL operation's `operationName` must be a string or null."
             )
+        # Subscriptions are served over WebSocket only (schema/websocket.py): over HTTP
+        # they are a 400 that says so, not strawberry's multipart streams.
+        if allowed_operation_types is not None:
+            allowed_operation_types = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
         return await super().execute(
             query,
             variable_values,
@@ -53,6 +58,7 @@ class Schema(strawberry.Schema):
 schema = Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     extensions=[
         lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
         CachedParser,

@@ -27,7 +27,7 @@ import re
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -715,4 +715,46 @@ def test_the_admin_user_list_fits_a_1280_px_screen(browser, server):
     assert widths["page"][0] <= widths["page"][1], widths
     assert widths["list"][0] <= widths["list"][1], widths
     assert all(right <= DESKTOP["width"] for _, right in widths["columns"]), widths
+    page.context.close()
+
+
+@needs_chromium
+@served
+def test_the_referral_dashboard_loads_nothing_from_another_host(browser, server, screenshots):
+    """A month of a referral program, as staff open its dashboard: two charts and the
+    top referrers, drawn from this server alone (every request the page makes is
+    counted), in a screenshot for the docs."""
+    from playwright.sync_api import expect
+
+    from users.models import Activation
+    from users.services import invites, referrals
+
+    page = staff_page(browser, server)
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    people = [User.objects.create_user(f"+37529{n + 1}{n:02d}{n * 1111:04d}") for n in range(6)]
+    referrals.record_sign_in(user_id=people[0].pk, network="10.1.2.0/24")
+    for n in range(60):
+        person = User.objects.create_user(f"+37544{n:03d}{(n * 37) % 10000:04d}")
+        days = (n * 13) % 28
+        if n % 3:  # two in three joined through a friend's code
+            network = "10.1.2.0/24" if n % 5 == 1 else f"192.0.{n}.0/24"
+            invites.activate_invite(
+                user_id=person.pk, invite_code=people[n % 4].invite_code, network=network
+            )
+            Activation.objects.filter(referee=person).update(
+                activated_at=timezone.now() - timedelta(days=days), via="sign_in"
+            )
+        User.objects.filter(pk=person.pk).update(date_joined=timezone.now() - timedelta(days=days))
+    User.objects.filter(pk__in=[p.pk for p in people]).update(
+        date_joined=timezone.now() - timedelta(days=40)
+    )
+    sign_in_to_admin(page, ADMIN_PHONE)
+    page.goto("/admin/users/activation/dashboard/")
+    expect(page.get_by_role("heading", name="Top referrers")).to_be_visible()
+    expect(page.locator("svg[role=img]")).to_have_count(2)
+    page.wait_for_load_state("networkidle")
+    shot(page, screenshots, "admin-referrals.png")
+    foreign = [url for url in requests if not url.startswith(server)]
+    assert requests and not foreign, foreign
     page.context.close()

@@ -444,15 +444,15 @@ def test_an_operation_name_that_is_not_a_string_is_no_label():
 
 
 # ---------------------------------------------------------------------------------------
-# 11. A WebSocket upgrade is refused cleanly until subscriptions exist.
+# 11. A WebSocket upgrade anywhere but /graphql/ (the subscriptions') is refused cleanly.
 
 
 @served
-def test_a_websocket_upgrade_is_refused_without_a_traceback():
+def test_a_websocket_upgrade_elsewhere_is_refused_without_a_traceback():
     with start_server({}) as server:
         host, port = address(server.url)
         handshake = (
-            f"GET /graphql/ HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade\r\n"
+            f"GET /admin/ HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade\r\n"
             "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"

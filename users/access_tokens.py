@@ -35,6 +35,7 @@ class AccessToken:
 class Claims:
     user_id: int
     session_id: int
+    expires_at: int  # epoch seconds: a subscription is closed when its token expires
 
 
 def issue_access_token(user_id: int, session_id: int) -> AccessToken:
@@ -62,7 +63,11 @@ def claims_of_access_token(token: str | None) -> Claims | None:
     if not all(isinstance(payload.get(claim), str | int) for claim in REQUIRED_CLAIMS):
         return None
     try:
-        return Claims(user_id=int(payload["sub"]), session_id=int(payload["sid"]))
+        return Claims(
+            user_id=int(payload["sub"]),
+            session_id=int(payload["sid"]),
+            expires_at=int(payload["exp"]),
+        )
     except ValueError:
         return None
 

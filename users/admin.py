@@ -266,4 +266,5 @@ admin.site.login_form = ThrottledLoginForm
 # user list, which then did not fit a 1280 px screen; Home and the breadcrumbs lead there.
 admin.site.enable_nav_sidebar = False
 
-from users import admin_deliveries  # noqa: E402,F401 (the delivery log and blocked prefixes)
+# The delivery log and blocked prefixes; the referral review queue and dashboard.
+from users import admin_deliveries, admin_referrals  # noqa: E402,F401

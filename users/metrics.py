@@ -42,3 +42,27 @@ def observe_delivery(backend: str, outcome: str, seconds: float) -> None:
 
 def count_status(status: str, country: str | None) -> None:
     DELIVERIES.labels(status=status, country=country or "unknown").inc()
+
+
+ACTIVATIONS = Counter(
+    "referral_activations",
+    "Invite codes activated, by how: sign_in (verifyCode with inviteCode) or activate.",
+    ["via"],
+)
+FLAGGED = Counter(
+    "referral_flagged_activations",
+    "Activations flagged for review, by fraud signal (same_network, burst, sequential, "
+    "dormant); one activation may count under several.",
+    ["signal"],
+)
+REVIEWS = Counter(
+    "referral_reviews",
+    "Flagged activations decided by staff, by decision (confirmed, rejected).",
+    ["decision"],
+)
+
+
+def count_activation(via: str, signals: list[str]) -> None:
+    ACTIVATIONS.labels(via=via).inc()
+    for signal in signals:
+        FLAGGED.labels(signal=signal).inc()

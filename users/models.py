@@ -5,6 +5,7 @@ import secrets
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.contrib.postgres.fields import ArrayField
 from django.db import connection, models
 from django.db.models import F, Q
 from django.db.models.functions import Now
@@ -361,3 +362,90 @@ class BlockedPrefix(models.Model):
 
     def __str__(self) -> str:
         return self.prefix
+
+
+# Fraud signals an activation may carry (users/services/referrals.py says what each means).
+REFERRAL_SIGNALS = ["same_network", "burst", "sequential", "dormant"]
+REFERRAL_STATUSES = ["counted", "confirmed", "rejected"]
+
+
+class Activation(models.Model):
+    """One activation of an invite code, with the fraud signals it raised.
+
+    The referral itself is `User.invited_by`; this row is its record for the people who
+    run the program: when, from which network, through which mutation, and what looked
+    wrong. Signals are never shown to users. A flagged activation counts like any other
+    until staff reject it (users/services/referrals.py: `reject`), which clears the
+    referee's inviter; the row stays, `rejected`, and the referee may activate a code
+    again. At most one activation per referee is not rejected.
+    """
+
+    referee = models.ForeignKey(User, on_delete=models.CASCADE, related_name="activations")
+    referrer = models.ForeignKey(
+        User, null=True, on_delete=models.SET_NULL, related_name="referrer_activations"
+    )
+    code = models.CharField("invite code", max_length=INVITE_LENGTH)
+    activated_at = models.DateTimeField(db_default=Now())
+    via = models.CharField(max_length=16)  # "sign_in" (verifyCode) or "activate"
+    network = models.CharField(max_length=64, blank=True, db_default="")
+    signals = ArrayField(models.CharField(max_length=16), default=list, db_default=[])
+    # The dormant signal is decided once, REFERRAL_DORMANT_DAYS after the activation.
+    dormant_checked = models.BooleanField(default=False, db_default=False)
+    status = models.CharField(
+        max_length=10,
+        choices=[(status, status) for status in REFERRAL_STATUSES],
+        default="counted",
+        db_default="counted",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["referee"],
+                condition=~Q(status="rejected"),
+                name="activation_one_standing_per_referee",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=REFERRAL_STATUSES), name="activation_status"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["referrer", "-activated_at"], name="activation_referrer_idx"),
+            models.Index(fields=["-activated_at"], name="activation_newest_idx"),
+            # The review queue: flagged and not yet decided.
+            models.Index(
+                fields=["-activated_at"],
+                condition=Q(status="counted") & ~Q(signals=[]),
+                name="activation_queue_idx",
+            ),
+            models.Index(
+                fields=["activated_at"],
+                condition=Q(dormant_checked=False),
+                name="activation_dormant_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"activation of {self.code} by user {self.referee_id}"
+
+
+class SignInNetwork(models.Model):
+    """A network (IPv4 /24, IPv6 /64) a user signed in from, and when last: what the
+    same-network signal compares an activation with. One row per user and network."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    network = models.CharField(max_length=64)
+    last_seen_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "network"], name="sign_in_network_user")
+        ]
+        indexes = [models.Index(fields=["last_seen_at"], name="sign_in_network_seen_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.network} of user {self.user_id}"

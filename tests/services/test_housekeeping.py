@@ -53,11 +53,13 @@ def test_purge_expired_deletes_what_is_over_and_keeps_what_still_counts(db, sett
     assert housekeeping.purge_expired() == {
         "codes": 1,
         "counters": 1,
+        "dormant_referrals_flagged": 0,
         "refresh_tokens": 1,
         "sessions": 1,
         "deliveries": 1,
         "sign_in_history": 1,
         "blocked_prefixes": 1,
+        "sign_in_networks": 0,
     }
     assert list(Session.objects.all()) == [session]
     assert list(SignInEvent.objects.values_list("outcome", flat=True)) == ["signed_in"]

@@ -30,7 +30,7 @@ from users.errors import DomainError, ErrorCode, Forbidden, Retry
 from users.hashing import code_hash
 from users.models import INVITE_CODE_DRAWS, SendTotal, User, new_invite_code
 from users.phones import normalize_phone, prefix_of, region_of
-from users.services import deliveries, invites, tokens
+from users.services import deliveries, invites, referrals, tokens
 from users.services.unit import retrying, use_case
 
 logger = logging.getLogger(__name__)
@@ -444,12 +444,25 @@ def _sign_in_with_invite(*, phone: str, code: str, client: Client, invite_code: 
     transaction: a refused invite leaves no user and the code live."""
     _check_code(phone=phone, code=code)
     user = User.objects.filter(phone=phone).first()
-    inviter_id = None
+    inviter = None
     if user is None:
-        inviter_id = invites.owner_for_new_user(phone=phone, invite_code=invite_code).pk
+        inviter = invites.owner_for_new_user(phone=phone, invite_code=invite_code)
     elif user.is_active:
-        invites.activate(user_id=user.pk, invite_code=invite_code)
-    return _sign_in(phone=phone, code=code, client=client, inviter_id=inviter_id)
+        invites.activate(
+            user_id=user.pk, invite_code=invite_code, network=client.network or None, via="sign_in"
+        )
+    signed_in = _sign_in(
+        phone=phone, code=code, client=client, inviter_id=inviter.pk if inviter else None
+    )
+    if inviter is not None and signed_in.is_new_user:
+        referrals.record_activation(
+            referee_id=signed_in.user.pk,
+            referrer_id=inviter.pk,
+            code=inviter.invite_code,
+            via="sign_in",
+            network=client.network or None,
+        )
+    return signed_in
 
 
 def verify_code(
@@ -459,7 +472,8 @@ def verify_code(
 
     With `invite_code`, the invite is activated in the same transaction; if it is
     refused, the sign-in is not made and the code stays live. Without one, the sign-in
-    is one statement.
+    is one statement. Then the client's network is noted for the referral program's
+    same-network signal (a statement of its own: a sign-in never fails for it).
     """
     phone = normalize_phone(phone)
     if invite_code is not None and not invite_code.strip():
@@ -467,5 +481,10 @@ def verify_code(
     if len(code) > MAX_CODE_INPUT or not CODE_SHAPE.fullmatch(code):
         raise DomainError(ErrorCode.INVALID_CODE, _("The code is 4 digits."), field="code")
     if invite_code is None:
-        return _sign_in_alone(phone=phone, code=code, client=client)
-    return _sign_in_with_invite(phone=phone, code=code, client=client, invite_code=invite_code)
+        signed_in = _sign_in_alone(phone=phone, code=code, client=client)
+    else:
+        signed_in = _sign_in_with_invite(
+            phone=phone, code=code, client=client, invite_code=invite_code
+        )
+    referrals.record_sign_in(user_id=signed_in.user.pk, network=client.network or None)
+    return signed_in

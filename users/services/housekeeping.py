@@ -6,8 +6,16 @@ from django.conf import settings
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from users.models import BlockedPrefix, Delivery, OtpChallenge, RateLimit, Session, SignInEvent
-from users.services import tokens
+from users.models import (
+    BlockedPrefix,
+    Delivery,
+    OtpChallenge,
+    RateLimit,
+    Session,
+    SignInEvent,
+    SignInNetwork,
+)
+from users.services import referrals, tokens
 from users.services.unit import use_case
 
 
@@ -15,10 +23,12 @@ from users.services.unit import use_case
 def purge_expired() -> dict[str, int]:
     """Delete dead codes, counters past their windows, expired refresh tokens, sessions
     unused for as long (ended or not: nothing can refresh them), deliveries older than
-    DELIVERY_LOG_DAYS, sign-in history older than SIGN_IN_HISTORY_DAYS and prefix blocks
-    long over.
+    DELIVERY_LOG_DAYS, sign-in history older than SIGN_IN_HISTORY_DAYS, prefix blocks
+    long over and sign-in networks older than REFERRAL_NETWORK_DAYS; and give the
+    referral program's dormant signal to activations whose referee has not come back
+    within REFERRAL_DORMANT_DAYS.
 
-    Nothing depends on it for correctness; it keeps the tables small.
+    Nothing else depends on it for correctness; it keeps the tables small.
     """
     now = Now()  # the database's clock
     # A dead code (attempts used up) still answers TOO_MANY_ATTEMPTS until a new send,
@@ -35,6 +45,11 @@ def purge_expired() -> dict[str, int]:
     blocks, _ = BlockedPrefix.objects.filter(
         until__lt=now - timedelta(seconds=settings.SMS_PUMPING_WINDOW)
     ).delete()
+    networks, _ = SignInNetwork.objects.filter(
+        last_seen_at__lt=now - timedelta(days=settings.REFERRAL_NETWORK_DAYS)
+    ).delete()
+    # Before the refresh tokens and sessions go: they tell whether a referee came back.
+    dormant = referrals.flag_dormant()
     refresh_tokens = tokens.delete_expired()
     sessions = (
         Session.objects.filter(
@@ -49,9 +64,11 @@ def purge_expired() -> dict[str, int]:
     return {
         "codes": codes,
         "counters": counters,
+        "dormant_referrals_flagged": dormant,
         "refresh_tokens": refresh_tokens,
         "sessions": sessions,
         "deliveries": deliveries,
         "sign_in_history": history,
         "blocked_prefixes": blocks,
+        "sign_in_networks": networks,
     }

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from users import throttle
 from users.errors import DomainError, ErrorCode, Forbidden, Retry
 from users.models import INVITE_ALPHABET, INVITE_LENGTH, User, sql_names
+from users.services import referrals
 from users.services.unit import use_case
 
 HOUR = 3600
@@ -97,8 +98,11 @@ def _already_activated(user: User, code: str | None) -> User:
     )
 
 
-def activate(*, user_id: int, invite_code: str) -> User:
-    """Make the owner of `invite_code` the inviter of `user_id`, in the caller's transaction.
+def activate(
+    *, user_id: int, invite_code: str, network: str | None = None, via: str = "activate"
+) -> User:
+    """Make the owner of `invite_code` the inviter of `user_id`, in the caller's transaction,
+    and record the activation (from the client's `network`, `via` which mutation).
 
     "Already activated" is decided before the code is looked up, so a user who has
     activated one cannot learn which other codes exist.
@@ -136,10 +140,13 @@ def activate(*, user_id: int, invite_code: str) -> User:
     user.invited_by = owner
     user.invite_activated_at = user.db_now  # the database's clock, read with the lock
     user.save(update_fields=["invited_by", "invite_activated_at"])
+    referrals.record_activation(
+        referee_id=user_id, referrer_id=owner.pk, code=owner.invite_code, via=via, network=network
+    )
     return user
 
 
 @use_case
-def activate_invite(*, user_id: int, invite_code: str) -> User:
+def activate_invite(*, user_id: int, invite_code: str, network: str | None = None) -> User:
     """Activate another user's invite code, once ever; the same code again is a no-op."""
-    return activate(user_id=user_id, invite_code=invite_code)
+    return activate(user_id=user_id, invite_code=invite_code, network=network)

@@ -19,7 +19,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 DIRECTORY = Path(__file__).resolve().parent
 # In dependency order: sign_in.sql calls the functions of the others.
-FILES = ["windows.sql", "deliveries.sql", "sign_in.sql"]
+FILES = ["windows.sql", "deliveries.sql", "sign_in.sql", "referrals.sql"]
 PREFIX = "users_"
 _SCRATCH = "users_sql_check"
 
