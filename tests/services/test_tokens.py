@@ -52,7 +52,9 @@ def test_issue_stores_the_refresh_token_and_signs_an_access_token_for_the_user(u
 
 def test_issued_signs_an_access_token_for_a_stored_refresh_token(user):
     issued = tokens.issued(user.pk, 7, "a refresh token stored by the caller")
-    assert claims_of_access_token(issued.token) == Claims(user_id=user.pk, session_id=7)
+    assert claims_of_access_token(issued.token) == Claims(
+        user_id=user.pk, session_id=7, expires_at=int(issued.token_expires_at.timestamp())
+    )
     assert issued.refresh_token == "a refresh token stored by the caller"
 
 
