@@ -23,7 +23,7 @@ TOKEN = "twilio-auth-token-never-logged"
 SECRET = "whsec_" + base64.b64encode(b"webhook-secret-never-logged-32by").decode()
 TWILIO_PATH = f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
 WEBHOOK_PATH = "/hooks/sms"
-TIMEOUT = 0.5
+TIMEOUT = 1.5  # long enough for a loaded machine to connect on loopback
 # The one wall-clock bound here, where promptness is the point: a provider that never
 # answers costs the person about SMS_TIMEOUT, not the provider's silence. Generous: the
 # provider below would hold the request for a minute, httpx's own default is 5 s.
