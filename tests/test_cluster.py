@@ -15,8 +15,10 @@ of a day in production: each drill leaves every host serving again.
 import asyncio
 import os
 import shutil
+import signal
 import statistics
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +76,7 @@ class Cluster:
     bouncer: topology.PgBouncer
     apps: list[topology.AppHost]
     balancer: topology.Nginx
+    links: list  # on the loopback: each app host's proxy to PgBouncer
     figures: list = field(default_factory=list)
 
     @property
@@ -85,9 +88,19 @@ class Cluster:
             cursor = db.execute(query, params)
             return cursor.fetchall() if cursor.description else []
 
-    def needs_network(self) -> None:
-        if self.kind != "netns":
-            pytest.skip(f"needs hosts of their own (network namespaces): {self.why_loopback}")
+    def cut_off(self, app: topology.AppHost) -> None:
+        """Nothing `app` sends reaches the database host: its packets are dropped inside
+        its namespace, or on the loopback its proxy to PgBouncer is stopped."""
+        if self.kind == "netns":
+            app.host.drop_traffic_to(self.hosts["db"])
+        else:
+            self.links[self.apps.index(app)].kill(signal.SIGSTOP)
+
+    def heal(self, app: topology.AppHost) -> None:
+        if self.kind == "netns":
+            app.host.heal()
+        else:
+            self.links[self.apps.index(app)].kill(signal.SIGCONT)
 
     def watched(self, ready: int, after: int, timeout: float = 30.0) -> float:
         """Wait until readyz-watch reports `ready` hosts in its log past offset `after`;
@@ -127,22 +140,31 @@ def cluster(request):
         ):
             with psycopg.connect(database.admin_url(), autocommit=True) as admin:
                 admin.execute((topology.DEPLOY / "database.sql").read_text())
-            apps = []
+            apps, links = [], []
             for name in ("app1", "app2"):
                 host, port = hosts[name], topology.free_or(20800, hosts[name])
                 metrics = Path(tmp) / f"metrics-{name}"
-                env = app_env(host, port, db, bouncer_port, lb, metrics)
+                to_bouncer = bouncer_port
+                if kind == "loopback":  # each host's own way to PgBouncer, to cut
+                    links.append(
+                        db.delay_proxy(to_bouncer := topology.free_port(), db.address, bouncer_port)
+                    )
+                env = app_env(host, port, db, to_bouncer, lb, metrics)
                 apps.append(topology.AppHost(host, port, env, Path(tmp) / f"{name}.log"))
             try:
                 for app in apps:  # one after the other: each migrates and gathers files
                     app.start()
                 with topology.nginx(lb, topology.free_or(20080, lb), apps) as balancer:
-                    running = Cluster(kind, why, hosts, database, bouncer, apps, balancer)
+                    running = Cluster(kind, why, hosts, database, bouncer, apps, balancer, links)
                     yield running
                     _report(request, running)
             finally:
                 for app in apps:
                     app.stop()
+                for link in links:
+                    link.kill(signal.SIGCONT)
+                    link.stop()
+                    link.log_path.unlink(missing_ok=True)
 
 
 def _report(request, cluster: Cluster) -> None:
@@ -492,6 +514,41 @@ def test_no_host_warns_of_missing_timeouts_and_none_logged_an_error(cluster):
         assert '"level": "ERROR"' not in app.log, app.log[-3000:]
 
 
+def test_a_full_pgbouncer_pool_is_answered_within_the_queue_bound(cluster):
+    """Every one of PgBouncer's 20 server connections busy for 4 s: a request waits for
+    one at most query_wait_timeout (2 s, the app's own queue bound), then is answered
+    SERVICE_UNAVAILABLE; when they are free again it is served."""
+    host = cluster.apps[0]
+    signed = asyncio.run(sign_in(host.url, new_phone()))
+    through = f"postgres://app:{PASSWORD}@{cluster.bouncer.host.address}:{cluster.bouncer.port}/app"
+    ready = threading.Barrier(21)
+
+    def hold() -> None:
+        with psycopg.connect(through, autocommit=True) as held:
+            held.execute("SELECT 1")
+            ready.wait()
+            held.execute("SELECT pg_sleep(4)")
+
+    holders = [threading.Thread(target=hold) for _ in range(20)]
+    for holder in holders:
+        holder.start()
+    ready.wait()
+    time.sleep(0.3)  # the sleeps have reached the server
+    answer = asyncio.run(call(host.url, ME, token=signed["token"]))
+    for holder in holders:
+        holder.join()
+    assert outcome(answer) == "SERVICE_UNAVAILABLE", answer
+    assert answer.elapsed < DATABASE_TIMEOUT, answer.elapsed
+    again = asyncio.run(call(host.url, ME, token=signed["token"]))
+    assert outcome(again) == "ok", again
+    cluster.figures.append(
+        (
+            "PgBouncer's pool full for 4 s",
+            {"answer": outcome(answer), "answered after (s)": f"{answer.elapsed:.2f}"},
+        )
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # Drills
 
@@ -584,8 +641,7 @@ def test_drill_a_host_cut_off_from_pgbouncer(cluster):
     """One app host's packets to the database host are dropped: its /readyz answers 503
     within its bound, readyz-watch takes it out of nginx's upstream and the clients of
     nginx are served by the other; healed, it is ready and back in the upstream."""
-    cluster.needs_network()
-    cut, db = cluster.apps[1], cluster.hosts["db"]
+    cut = cluster.apps[1]
     before = totals(cluster)
     watch_offset = len(cluster.balancer.watch.log)
 
@@ -600,7 +656,7 @@ def test_drill_a_host_cut_off_from_pgbouncer(cluster):
         load.start()
         await asyncio.sleep(2)
         cut_at = time.monotonic()
-        await asyncio.to_thread(cut.host.drop_traffic_to, db)
+        await asyncio.to_thread(cluster.cut_off, cut)
         while await readiness(cut.url) != 503:
             await asyncio.sleep(0.1)
         unready_at = time.monotonic()
@@ -610,7 +666,7 @@ def test_drill_a_host_cut_off_from_pgbouncer(cluster):
         await asyncio.sleep(3)
         heal_offset = len(cluster.balancer.watch.log)
         healed_at = time.monotonic()
-        await asyncio.to_thread(cut.host.heal)
+        await asyncio.to_thread(cluster.heal, cut)
         while await readiness(cut.url) != 200:
             await asyncio.sleep(0.1)
         ready_at = time.monotonic()

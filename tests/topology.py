@@ -82,9 +82,10 @@ class Host:
     def heal(self) -> None:
         self.run("iptables", "-F", "OUTPUT")
 
-    def delay_proxy(self, port: int, target: str, target_port: int, milliseconds: int):
+    def delay_proxy(self, port: int, target: str, target_port: int, milliseconds: int = 0):
         """tests/delay_proxy.py on this host: `port` forwards to `target`, whose answers
-        arrive `milliseconds` late (this machine's kernel may lack tc netem)."""
+        arrive `milliseconds` late (this machine's kernel may lack tc netem). Stopped
+        with SIGSTOP, it is a link that carries nothing."""
         command = self.command(
             sys.executable, "-m", "tests.delay_proxy", self.address, str(port), target,
             str(target_port), str(milliseconds),
@@ -106,14 +107,18 @@ def _delete_network() -> None:
 
 @contextlib.contextmanager
 def network(names: list[str]):
-    """One Host per name: namespaces on a bridge if they can be made, else the loopback.
-    Yields (hosts by name, "netns" or "loopback", why the loopback if it is)."""
+    """One Host per name: namespaces on a bridge if they can be made, else (or with
+    CLUSTER_TOPOLOGY=loopback) the loopback. Yields (hosts by name, "netns" or
+    "loopback", why the loopback if it is)."""
+    loopback = {name: Host(name, "127.0.0.1") for name in names}
+    if os.environ.get("CLUSTER_TOPOLOGY") == "loopback":
+        yield loopback, "loopback", "CLUSTER_TOPOLOGY=loopback"
+        return
     _delete_network()
     try:
         _run("ip", "link", "add", BRIDGE, "type", "bridge")
     except (OSError, subprocess.CalledProcessError) as error:
-        reason = getattr(error, "stderr", "") or str(error)
-        yield {name: Host(name, "127.0.0.1") for name in names}, "loopback", reason.strip()
+        yield loopback, "loopback", (getattr(error, "stderr", "") or str(error)).strip()
         return
     try:
         _run("ip", "addr", "add", f"{SUBNET}.1/24", "dev", BRIDGE)
