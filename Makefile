@@ -18,7 +18,7 @@ TEST_ENV = SECRET_KEY=$${SECRET_KEY-test-only-secret-key-0123456789abcdef0123456
 # which this starts for the run's length and names in DATABASE_URL.
 ON_A_DATABASE = $(if $(DATABASE_URL),,$(BIN)/python -m backend.embedded run --)
 
-.PHONY: run serve test lint format bench schema purge clean-db screenshots
+.PHONY: run serve test cluster-test lint format bench schema purge clean-db screenshots
 
 # What production runs (requirements.txt), then what development adds: the tests,
 # linters and type checker (requirements-dev.txt). `make serve` installs only the first.
@@ -63,6 +63,12 @@ test: $(BIN)/.installed
 	$(TEST_ENV) $(BIN)/python manage.py collectstatic --noinput -v0
 	$(TEST_ENV) $(BIN)/python manage.py compile_catalogues
 	$(TEST_ENV) $(ON_A_DATABASE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Many hosts, one database (tests/test_cluster.py): PostgreSQL, PgBouncer, two app hosts
+# and nginx in network namespaces of their own, and the drills; needs root, iproute2,
+# pgbouncer and nginx (.ci/run installs them). A few minutes; prints each drill's figures.
+cluster-test: $(BIN)/.installed
+	$(TEST_ENV) $(BIN)/python -m pytest -m cluster tests/test_cluster.py $(PYTEST_ARGS)
 
 # The reference client's pictures in docs/ (README shows them), taken by the browser test
 # (tests/test_browser.py; it needs /usr/bin/chromium).

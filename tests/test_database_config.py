@@ -49,3 +49,13 @@ def test_a_database_that_is_not_postgresql_is_refused_naming_it(url, named):
     done = run([sys.executable, "manage.py", "check"], DATABASE_URL=url)
     assert done.returncode != 0
     assert f"DATABASE_URL: {named} is not PostgreSQL" in done.stderr
+
+
+def test_a_database_pooler_the_service_does_not_know_is_refused_naming_it():
+    done = run(
+        [sys.executable, "manage.py", "check"],
+        DATABASE_URL="postgres://app@127.0.0.1:6432/app",
+        DATABASE_POOLER="session",
+    )
+    assert done.returncode != 0
+    assert "DATABASE_POOLER: 'session' is not `transaction` or empty" in done.stderr

@@ -16,6 +16,7 @@ import shutil
 import signal
 import string
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -81,13 +82,18 @@ class Host:
     def heal(self) -> None:
         self.run("iptables", "-F", "OUTPUT")
 
-    def delay(self, milliseconds: int) -> None:
-        """Every packet this host sends waits `milliseconds` more (tc netem)."""
-        self.run("tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay",
-                 f"{milliseconds}ms")  # fmt: skip
-
-    def undelay(self) -> None:
-        self.run("tc", "qdisc", "del", "dev", "eth0", "root", check=False)
+    def delay_proxy(self, port: int, target: str, target_port: int, milliseconds: int = 0):
+        """tests/delay_proxy.py on this host: `port` forwards to `target`, whose answers
+        arrive `milliseconds` late (this machine's kernel may lack tc netem). Stopped
+        with SIGSTOP, it is a link that carries nothing."""
+        command = self.command(
+            sys.executable, "-m", "tests.delay_proxy", self.address, str(port), target,
+            str(target_port), str(milliseconds),
+        )  # fmt: skip
+        log = Path(tempfile.mkstemp(prefix=f"{PREFIX}-delay-", suffix=".log")[1])
+        proxy = Process(command, log, cwd=PROJECT_ROOT).start()
+        wait_for(lambda: "listening" in proxy.log, "the delay proxy listening")
+        return proxy
 
 
 def _delete_network() -> None:
@@ -101,14 +107,18 @@ def _delete_network() -> None:
 
 @contextlib.contextmanager
 def network(names: list[str]):
-    """One Host per name: namespaces on a bridge if they can be made, else the loopback.
-    Yields (hosts by name, "netns" or "loopback", why the loopback if it is)."""
+    """One Host per name: namespaces on a bridge if they can be made, else (or with
+    CLUSTER_TOPOLOGY=loopback) the loopback. Yields (hosts by name, "netns" or
+    "loopback", why the loopback if it is)."""
+    loopback = {name: Host(name, "127.0.0.1") for name in names}
+    if os.environ.get("CLUSTER_TOPOLOGY") == "loopback":
+        yield loopback, "loopback", "CLUSTER_TOPOLOGY=loopback"
+        return
     _delete_network()
     try:
         _run("ip", "link", "add", BRIDGE, "type", "bridge")
     except (OSError, subprocess.CalledProcessError) as error:
-        reason = getattr(error, "stderr", "") or str(error)
-        yield {name: Host(name, "127.0.0.1") for name in names}, "loopback", reason.strip()
+        yield loopback, "loopback", (getattr(error, "stderr", "") or str(error)).strip()
         return
     try:
         _run("ip", "addr", "add", f"{SUBNET}.1/24", "dev", BRIDGE)
@@ -235,7 +245,7 @@ class Postgres:
         ]  # fmt: skip
         log = self.directory / "postgres.log"
         self.process = Process(self.host.command(*command, user=_account()[0]), log).start()
-        wait_for(self.accepting, "PostgreSQL accepting connections")
+        wait_for(self.accepting, f"PostgreSQL accepting connections:\n{log.read_text()[-3000:]}")
 
     def accepting(self) -> bool:
         psycopg.connect(self.admin_url("postgres"), connect_timeout=2).close()
@@ -261,6 +271,8 @@ def postgres(host: Host, port: int, password: str):
         initdb = [bindir / "initdb", "-D", directory / "data", "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--locale=C", "--no-sync"]  # fmt: skip
         subprocess.run(host.command(*initdb, user=_account()[0]), capture_output=True, check=True)
+        with open(directory / "data" / "pg_hba.conf", "a") as hba:
+            hba.write("host all all samenet trust\n")  # the test's own network
         server.start()
         with psycopg.connect(server.admin_url("postgres"), autocommit=True) as admin:
             admin.execute(f"CREATE ROLE app LOGIN PASSWORD '{password}'")
@@ -276,7 +288,18 @@ class PgBouncer:
     host: Host
     port: int
     directory: Path
+    values: dict
     process: Process | None = None
+
+    def write_config(self) -> None:
+        values = {**self.values, "PGBOUNCER_PORT": self.port}
+        (self.directory / "pgbouncer.ini").write_text(render("pgbouncer.ini", values))
+
+    def move(self, port: int) -> None:
+        """Restart listening on `port` (its clients' connections are closed)."""
+        self.port = port
+        self.write_config()
+        self.restart()
 
     def start(self) -> None:
         ini = self.directory / "pgbouncer.ini"
@@ -286,7 +309,7 @@ class PgBouncer:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.stop(signal.SIGINT)  # PgBouncer's fast shutdown
+            self.process.stop(signal.SIGINT)  # what Debian's service does: a safe shutdown
 
     def restart(self) -> None:
         self.stop()
@@ -301,12 +324,11 @@ def pgbouncer(host: Host, port: int, database: Postgres, password: str):
         "POSTGRES_HOST": database.host.address,
         "POSTGRES_PORT": database.port,
         "PGBOUNCER_HOST": host.address,
-        "PGBOUNCER_PORT": port,
         "PGBOUNCER_DIR": directory,
     }
-    (directory / "pgbouncer.ini").write_text(render("pgbouncer.ini", values))
     (directory / "userlist.txt").write_text(f'"app" "{password}"\n')
-    bouncer = PgBouncer(host, port, directory)
+    bouncer = PgBouncer(host, port, directory, values)
+    bouncer.write_config()
     try:
         bouncer.start()
         yield bouncer
