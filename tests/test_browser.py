@@ -36,8 +36,9 @@ from django.utils import timezone
 from graphql import build_schema, parse, validate
 
 from tests.servers import CHROMIUM, CHROMIUM_ARGS, served, start_server
-from users.models import User
+from users.models import Session, User
 from users.phones import MAX_PHONE_INPUT
+from users.services import tokens
 
 PHONE = {"width": 390, "height": 844}
 SMALL_PHONE = {"width": 320, "height": 640}
@@ -402,7 +403,7 @@ def test_the_client_sends_named_operations_valid_against_schema_graphql():
         assert len(parsed.definitions) == 1, document
         names.append(parsed.definitions[0].name.value)
         assert validate(schema, parsed) == [], document
-    assert len(documents) == source.count("export const") == len(set(names)) == 7
+    assert len(documents) == source.count("export const") == len(set(names)) == 9
 
 
 @needs_chromium
@@ -624,6 +625,79 @@ def test_signing_out_leaves_no_number_and_no_countdown(browser, server):
     expect(get_code).to_have_text(text["get_code"])
     expect(get_code).to_be_enabled()
     expect(page.locator("#back-to-code")).to_be_hidden()
+    assert page.errors == []
+    page.context.close()
+
+
+DEVICES = {
+    "en": {
+        "title": "Devices",
+        "current": "This device",
+        "sign_out": "Sign out: {device}",
+        "others": "Sign out everywhere else",
+        "ended": "{device} is signed out.",
+        "ended_others": "Signed out on every other device.",
+    },
+    "ru": {
+        "title": "Устройства",
+        "current": "Это устройство",
+        "sign_out": "Выйти: {device}",
+        "others": "Выйти на всех других устройствах",
+        "ended": "Выполнен выход на устройстве {device}.",
+        "ended_others": "Выполнен выход на всех других устройствах.",
+    },
+}
+
+
+@needs_chromium
+@served
+@pytest.mark.parametrize("lang", ["ru", "en"])
+def test_the_devices_panel_marks_this_device_and_signs_out_the_others(browser, server, lang):
+    """Signed in here and on two other devices: this one is marked; one other is signed
+    out by its own button, the last by "sign out everywhere else"; each at once, and
+    this device stays signed in."""
+    from playwright.sync_api import expect
+
+    text, devices = TEXTS[lang], DEVICES[lang]
+    phone = {"en": "+375 29 444-00-01", "ru": "+375 29 444-00-02"}[lang]
+    page = person(browser, server, lang)
+    page.goto("/")
+    sign_up(page, text, phone)
+    user = User.objects.get(phone=phone.replace(" ", "").replace("-", ""))
+    others = {
+        device: tokens.issue(user=user, device=device, network="192.0.2.0/24")
+        for device in ("Safari on iOS", "Firefox on Windows")
+    }
+    page.get_by_role("button", name=text["refresh"]).click()
+    listed = page.locator("#devices li")
+    expect(listed).to_have_count(3)
+    this_device = listed.filter(has_text=devices["current"])
+    expect(this_device).to_have_count(1)
+    expect(this_device).to_contain_text("HeadlessChrome on Linux")  # Chromium's own words
+    expect(this_device.get_by_role("button")).to_have_count(0)
+    assert_readable(page, "the devices panel", states=True)
+
+    page.get_by_role("button", name=devices["sign_out"].format(device="Safari on iOS")).click()
+    expect(page.locator("#devices-status")).to_have_text(
+        devices["ended"].format(device="Safari on iOS")
+    )
+    expect(listed).to_have_count(2)
+    ended = Session.objects.get(pk=others["Safari on iOS"].session_id)
+    assert ended.ended_at is not None
+    assert Session.objects.get(pk=others["Firefox on Windows"].session_id).ended_at is None
+
+    page.get_by_role("button", name=devices["others"]).click()
+    expect(page.locator("#devices-status")).to_have_text(devices["ended_others"])
+    expect(listed).to_have_count(1)
+    expect(page.get_by_role("button", name=devices["others"])).to_be_hidden()
+    assert list(Session.objects.filter(user=user, ended_at=None)) == [
+        Session.objects.get(user=user, device="HeadlessChrome on Linux")
+    ]
+    # This device is still signed in: after a reload, it is the only one listed.
+    page.reload()
+    expect(page.get_by_role("heading", level=1)).to_have_text(text["signed_in"])
+    expect(listed).to_have_count(1)
+    expect(listed).to_contain_text(devices["current"])
     assert page.errors == []
     page.context.close()
 

@@ -6,6 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import ME, Api, new_phone
 from users.models import User
+from users.services import tokens
 
 # Every test twice: with the execution short cut and without it (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("short_cut")
@@ -44,6 +45,24 @@ def test_me_is_three_queries_with_1_100_and_1000_referrals(make_user):
         counts[total] = queries(api, ME, token)
         assert api.me(token)["referrals"]["totalCount"] == total
     assert counts == {0: 2, 1: 3, 100: 3, 1000: 3}
+
+
+ME_WITH_SESSIONS = "{ me { phone sessions { id device lastUsedAt current } } }"
+
+
+def test_the_session_check_is_in_the_users_query_and_the_devices_list_is_one_more(make_user):
+    """The access token's session is read with the user (no query of its own); listing
+    the sessions is one query, with 1 or 30 of them."""
+    api = Api()
+    user, token = make_user()
+    assert queries(api, "{ me { phone } }", token) == 1
+    counts = {}
+    for total in (1, 30):
+        while user.sessions.count() < total:
+            tokens.issue(user=user, device="Safari on iOS")
+        counts[total] = queries(api, ME_WITH_SESSIONS, token)
+        assert len(api.data(ME_WITH_SESSIONS, token=token)["me"]["sessions"]) == total
+    assert counts == {1: 2, 30: 2}
 
 
 def test_users_page_is_three_queries_and_five_with_referrals(make_user):

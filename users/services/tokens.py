@@ -99,7 +99,7 @@ def _locked(refresh_token: str) -> tuple[RefreshToken, datetime]:
         raise _invalid_token()
     hashed = token_hash(refresh_token)
     session = (
-        Session.objects.select_for_update()
+        Session.objects.select_for_update(of=("self",))  # the session's row only, first
         .annotate(db_now=Now())
         .filter(refresh_tokens__token_hash=hashed)
         .first()

@@ -1,12 +1,19 @@
 // Calls to POST /graphql/ as any single-page app would make them, the tokens in
 // sessionStorage, and the silent refresh: a call that answers top-level
 // UNAUTHENTICATED refreshes the access token once and is repeated once.
+//
+// A duplicated tab starts with a copy of this tab's sessionStorage, so both hold one
+// refresh token. The server gives two refreshes of it within its grace window the same
+// new token; beyond that window the second would end the session. So a tab that
+// refreshes tells the others (BroadcastChannel), and a tab still holding the token it
+// replaced takes the new pair instead of refreshing the old one later.
 
 import { language } from "./i18n.js";
 import { REFRESH_TOKEN } from "./operations.js";
 
 const ENDPOINT = "/graphql/";
 const SESSION_KEY = "session";
+const tabs = typeof BroadcastChannel === "function" ? new BroadcastChannel("tokens") : null;
 
 /** A top-level GraphQL error (`extensions.code`), or NETWORK when no answer came. */
 export class ApiError extends Error {
@@ -87,6 +94,7 @@ function refresh() {
       throw new SessionEnded();
     }
     session.save(payload);
+    tabs?.postMessage({ replaced: refreshToken, token: payload.token, refreshToken: payload.refreshToken });
   })().finally(() => {
     refreshing = null;
   });
@@ -117,3 +125,7 @@ export async function request(query, variables = {}, { auth = false } = {}) {
     throw new SessionEnded();
   }
 }
+
+tabs?.addEventListener("message", ({ data }) => {
+  if (data?.replaced && session.get()?.refreshToken === data.replaced) session.save(data);
+});

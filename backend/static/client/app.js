@@ -22,8 +22,10 @@ import {
   ACTIVATE_INVITE,
   ME,
   MORE_REFERRALS,
+  REVOKE_SESSION,
   REVOKE_TOKEN,
   SEND_CODE,
+  SIGN_OUT_EVERYWHERE,
   VERIFY_CODE,
 } from "./operations.js";
 import { formatPhone } from "./phone.js";
@@ -267,6 +269,15 @@ function renderButtons() {
   );
   setLabel("sign-out", isBusy("sign-out") ? t("profile.signOutBusy") : t("profile.signOut"));
   $("sign-out").disabled = isBusy("sign-out");
+  setLabel(
+    "sign-out-others",
+    isBusy("sign-out-others") ? t("devices.signOutOthersBusy") : t("devices.signOutOthers"),
+  );
+  $("sign-out-others").disabled = isBusy("sign-out-others");
+  for (const button of document.querySelectorAll(".end-session")) {
+    setLabel(button.id, isBusy(button.id) ? t("devices.signOutBusy") : t("devices.signOut"));
+    button.disabled = isBusy(button.id) || isBusy("sign-out-others");
+  }
   setLabel("retry", isBusy("retry") ? t("loading.title") : t("common.retry"));
   $("retry").disabled = isBusy("retry");
   for (const id of ["refresh", "more"]) $(id).disabled = isBusy(id);
@@ -361,9 +372,56 @@ function personItem({ node }) {
   return item;
 }
 
+const deviceName = (session) =>
+  session.device && session.device !== "Unknown" ? session.device : t("devices.unknown");
+
+/** One signed-in device: this one marked, the others with their own "Sign out". */
+function deviceItem(session) {
+  const item = document.createElement("li");
+  item.tabIndex = -1;
+  item.dataset.session = session.id;
+  const icon = document.createElement("span");
+  icon.className = "avatar";
+  icon.innerHTML = '<svg class="icon" aria-hidden="true"><use href="#i-device"/></svg>';
+  const about = document.createElement("span");
+  about.className = "person";
+  const name = document.createElement("span");
+  name.className = "person-phone";
+  name.textContent = deviceName(session);
+  const when = document.createElement("time");
+  when.className = "person-date";
+  when.dateTime = session.lastUsedAt;
+  when.textContent = t("devices.lastUsed", { date: date(session.lastUsedAt) });
+  about.append(name, when);
+  item.append(icon, about);
+  if (session.current) {
+    const mark = document.createElement("span");
+    mark.className = "count";
+    mark.textContent = t("devices.current");
+    about.append(mark);
+  } else {
+    const end = document.createElement("button");
+    end.type = "button";
+    end.className = "button ghost small end-session";
+    end.id = `end-session-${session.id}`;
+    end.innerHTML = '<span class="spinner" aria-hidden="true"></span><span class="label"></span>';
+    end.setAttribute("aria-label", `${t("devices.signOut")}: ${deviceName(session)}`);
+    end.addEventListener("click", () => endDevice(session, end));
+    item.append(end);
+  }
+  return item;
+}
+
+function renderDevices() {
+  const sessions = state.me?.sessions || [];
+  $("devices").replaceChildren(...sessions.map(deviceItem));
+  $("sign-out-others").hidden = !sessions.some((session) => !session.current);
+}
+
 function renderProfile() {
   const me = state.me;
   if (!me) return;
+  renderDevices();
   $("my-code").textContent = me.inviteCode;
   $("share-link").value = shareLink(me.inviteCode);
   showLinkEnd();
@@ -655,6 +713,62 @@ async function activateInvite() {
   }).catch((error) => failed(error, "activate-form-error"));
 }
 
+function deviceStatus(key, params = {}) {
+  $("devices-status").textContent = t(key, params);
+  clearTimeout(deviceStatus.timer);
+  deviceStatus.timer = setTimeout(() => {
+    $("devices-status").textContent = "";
+  }, 6000);
+}
+
+/** The devices left once `ended` are signed out; a device already gone goes too. */
+function forgetDevices(ended) {
+  state.me = { ...state.me, sessions: state.me.sessions.filter((s) => !ended(s)) };
+  renderProfile();
+  renderButtons();
+}
+
+async function endDevice(device, button) {
+  clearError("devices-error");
+  dismissNotice();
+  await busy(button, async () => {
+    const { revokeSession: answer } = await request(
+      REVOKE_SESSION,
+      { id: device.id },
+      { auth: true },
+    );
+    const [error] = answer.userErrors;
+    if (error && error.code !== "SESSION_NOT_FOUND") {
+      showMessage("devices-error", error);
+      return;
+    }
+    forgetDevices((session) => session.id === device.id);
+    deviceStatus(error ? "error.SESSION_NOT_FOUND" : "devices.ended", {
+      device: deviceName(device),
+    });
+    $("devices-title").focus();
+  }).catch((error) => failed(error, "devices-error"));
+}
+
+async function signOutOthers() {
+  clearError("devices-error");
+  dismissNotice();
+  await busy($("sign-out-others"), async () => {
+    const { signOutEverywhere: answer } = await request(
+      SIGN_OUT_EVERYWHERE,
+      { keepCurrent: true },
+      { auth: true },
+    );
+    if (answer.userErrors.length) {
+      showMessage("devices-error", answer.userErrors[0]);
+      return;
+    }
+    forgetDevices((session) => !session.current);
+    deviceStatus("devices.endedOthers");
+    $("devices-title").focus();
+  }).catch((error) => failed(error, "devices-error"));
+}
+
 function endSession(noticeKey) {
   session.clear();
   state.me = null;
@@ -794,6 +908,7 @@ function wire() {
   });
   $("more").addEventListener("click", loadMore);
   $("sign-out").addEventListener("click", signOut);
+  $("sign-out-others").addEventListener("click", signOutOthers);
   $("retry").addEventListener("click", () => busy($("retry"), startup));
   $("copy-code").addEventListener("click", () =>
     copy(state.me.inviteCode, $("copy-code"), "profile.codeCopied"),

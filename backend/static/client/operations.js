@@ -71,6 +71,25 @@ export const ME = gql`
         edges { cursor node { phone activatedAt } }
         pageInfo { hasNextPage endCursor }
       }
+      sessions { id createdAt lastUsedAt device current }
+    }
+  }
+`;
+
+export const REVOKE_SESSION = gql`
+  mutation RevokeSession($id: ID!) {
+    revokeSession(id: $id) {
+      revoked
+      userErrors { code field message }
+    }
+  }
+`;
+
+export const SIGN_OUT_EVERYWHERE = gql`
+  mutation SignOutEverywhere($keepCurrent: Boolean!) {
+    signOutEverywhere(keepCurrent: $keepCurrent) {
+      revoked
+      userErrors { code field message }
     }
   }
 `;
