@@ -5,7 +5,9 @@ of its user's referrals, which users_record_activation sends when an activation 
 on whichever worker or host it was made.
 """
 
+import asyncio
 from collections.abc import AsyncGenerator
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +21,7 @@ from schema.errors import ApiError
 from schema.types import Referral
 from users.services.referrals import CHANNEL
 
+LISTEN_WAIT = 5.0  # seconds a new subscription waits for the worker's LISTEN to be set up
 referral_notices = Notices(CHANNEL, key_of=lambda notice: int(notice["referrer"]))
 
 
@@ -37,14 +40,19 @@ class Subscription:
                 "BAD_REQUEST",
             )
         gauge = metrics.SUBSCRIPTIONS.labels(subscription="referralAdded")
-        gauge.inc()
-        try:
-            async with referral_notices.subscribe(user_id) as queue:
+        async with referral_notices.subscribe(user_id) as queue:
+            # Counted once this worker listens (or has tried for a while): a referral
+            # made after the gauge shows it reaches this subscription.
+            with suppress(TimeoutError):
+                async with asyncio.timeout(LISTEN_WAIT):
+                    await referral_notices.listening.wait()
+            gauge.inc()
+            try:
                 while True:
                     notice = await queue.get()
                     yield Referral(
                         phone=notice["phone"],
                         activated_at=datetime.fromisoformat(notice["activated_at"]),
                     )
-        finally:
-            gauge.dec()
+            finally:
+                gauge.dec()

@@ -231,10 +231,9 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> int | None:
         await send({"type": "websocket.accept"})
         await socket.close(4406, "Subprotocol not acceptable")
         return socket.close_code
-    await send({"type": "websocket.accept", "subprotocol": GRAPHQL_TRANSPORT_WS_PROTOCOL})
-    database.serving()  # database work on the worker's database threads, as requests
-    connections.open += 1
+    connections.open += 1  # before any await: the cap is checked and taken at once
     metrics.WEBSOCKETS.inc()
+    database.serving()  # database work on the worker's database threads, as requests
     handler = Handler(
         view=_View(),  # type: ignore[arg-type]
         websocket=socket,
@@ -244,12 +243,15 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> int | None:
         connection_init_wait_timeout=timedelta(seconds=settings.SUBSCRIPTION_INIT_TIMEOUT),
         max_subscriptions_per_connection=MAX_OPERATIONS,
     )
-    pings = asyncio.create_task(_ping(socket))
+    pings = None
     try:
+        await send({"type": "websocket.accept", "subprotocol": GRAPHQL_TRANSPORT_WS_PROTOCOL})
+        pings = asyncio.create_task(_ping(socket))
         await handler.handle()
     finally:
         socket.closed.set()
-        pings.cancel()
+        if pings is not None:
+            pings.cancel()
         if handler.expiry is not None:
             handler.expiry.cancel()
         connections.open -= 1

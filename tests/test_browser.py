@@ -403,7 +403,7 @@ def test_the_client_sends_named_operations_valid_against_schema_graphql():
         assert len(parsed.definitions) == 1, document
         names.append(parsed.definitions[0].name.value)
         assert validate(schema, parsed) == [], document
-    assert len(documents) == source.count("export const") == len(set(names)) == 9
+    assert len(documents) == source.count("export const") == len(set(names)) == 10
 
 
 @needs_chromium
@@ -832,3 +832,30 @@ def test_the_referral_dashboard_loads_nothing_from_another_host(browser, server,
     foreign = [url for url in requests if not url.startswith(server)]
     assert requests and not foreign, foreign
     page.context.close()
+
+
+@needs_chromium
+@served
+def test_a_friend_who_joins_appears_on_the_referrers_page_at_once(browser):
+    """The referrer's profile is open; a friend signs up with their code elsewhere: the
+    page shows them, and the count, without a reload (the referralAdded subscription)."""
+    from playwright.sync_api import expect
+
+    text = TEXTS["en"]
+    with uvicorn({**SERVER_ENV, "JWT_EXPIRATION": "900"}) as running:
+        page = person(browser, running.url, "en")
+        page.goto("/")
+        sign_up(page, text, "+375 29 333-00-01")
+        expect(page.locator("#referrals-empty")).to_be_visible()
+        code = User.objects.get(phone="+375293330001").invite_code
+        loads = page.evaluate("performance.getEntriesByType('navigation').length")
+        sign_up_through(running.url, ["+375293330002"], code)
+        expect(page.locator("#referral-count")).to_have_text("1", timeout=30_000)
+        expect(page.locator("#referrals")).to_contain_text("+375 29 333-00-02")
+        expect(
+            page.get_by_text("+375 29 333-00-02 has just joined with your code.")
+        ).to_be_visible()
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == loads
+        assert sent(page, "Me") == 1, page.sent  # no second read of the profile
+        assert page.errors == []
+        page.context.close()

@@ -160,3 +160,23 @@ def test_the_notice_is_sent_only_when_the_activation_commits():
         assert f'"referrer" : {referrer.pk}' in notice and FAR[0] in notice
     finally:
         listener.close()
+
+
+@concurrent
+def test_activations_and_their_signals_are_counted_when_they_commit():
+    from tests.test_metrics import count
+
+    referrer = User.objects.create_user(REFERRER)
+    referrals.record_sign_in(user_id=referrer.pk, network="10.1.2.0/24")
+    before = count("referral_activations_total", via="activate")
+    flagged = count("referral_flagged_activations_total", signal="same_network")
+    activate(FAR[0], referrer, network="10.1.2.0/24")
+    activate(FAR[1], referrer)
+    referee = User.objects.create_user(FAR[2])
+    with pytest.raises(RuntimeError), transaction.atomic():  # rolled back: not counted
+        invites.activate(
+            user_id=referee.pk, invite_code=referrer.invite_code, network="10.1.2.0/24"
+        )
+        raise RuntimeError
+    assert count("referral_activations_total", via="activate") == before + 2
+    assert count("referral_flagged_activations_total", signal="same_network") == flagged + 1

@@ -84,7 +84,7 @@ async function post(query, variables, token) {
 let refreshing = null;
 
 /** One refresh at a time: a rotated refresh token must not be sent twice. */
-function refresh() {
+export function refresh() {
   refreshing ??= (async () => {
     const refreshToken = session.get()?.refreshToken;
     if (!refreshToken) throw new SessionEnded();

@@ -28,6 +28,7 @@ import {
   SIGN_OUT_EVERYWHERE,
   VERIFY_CODE,
 } from "./operations.js";
+import { watchReferrals } from "./live.js";
 import { formatPhone } from "./phone.js";
 
 const PAGE_SIZE = 10;
@@ -649,12 +650,51 @@ async function verifyCode() {
   }).catch((error) => failed(error, "code-form-error"));
 }
 
+// The referralAdded subscription while a profile is shown: a friend who joins appears
+// at once, without reloading (live.js).
+let stopLive = null;
+
+function startLive() {
+  stopLive ??= watchReferrals({
+    onReferral(node) {
+      const referrals = state.referrals;
+      if (!referrals) return;
+      const edges = referrals.pageInfo.hasNextPage ? referrals.edges : [...referrals.edges, { node }];
+      state.referrals = { ...referrals, totalCount: referrals.totalCount + 1, edges };
+      state.notice = { key: "profile.newReferral", params: { phone: formatPhone(node.phone) }, kind: "ok" };
+      render();
+    },
+    onReconnect: catchUp,
+  });
+}
+
+/** After the socket was down: read the profile again only if referrals came meanwhile,
+ * so a list the person has expanded stays as it is. */
+async function catchUp() {
+  if (!state.referrals) return;
+  try {
+    const { me } = await request(ME, { first: PAGE_SIZE }, { auth: true });
+    if (me.referrals.totalCount === state.referrals?.totalCount) return;
+    state.me = me;
+    state.referrals = me.referrals;
+    render();
+  } catch {
+    // The next reconnection, or the Refresh button, tries again.
+  }
+}
+
+function stopLiveReferrals() {
+  stopLive?.();
+  stopLive = null;
+}
+
 async function loadProfile(button) {
   clearError("referrals-error");
   const load = async () => {
     const { me } = await request(ME, { first: PAGE_SIZE }, { auth: true });
     state.me = me;
     state.referrals = me.referrals;
+    startLive();
     if (state.invite === me.inviteCode || me.activatedInviteCode) forgetInvite();
     else if (state.invite && !$("activate").value) $("activate").value = state.invite;
     render();
@@ -770,6 +810,7 @@ async function signOutOthers() {
 }
 
 function endSession(noticeKey) {
+  stopLiveReferrals();
   session.clear();
   state.me = null;
   state.referrals = null;
@@ -831,6 +872,7 @@ async function startup() {
     const { me } = await request(ME, { first: PAGE_SIZE }, { auth: true });
     state.me = me;
     state.referrals = me.referrals;
+    startLive();
     if (state.invite === me.inviteCode || me.activatedInviteCode) forgetInvite();
     else if (state.invite) $("activate").value = state.invite;
     go("profile", { focus: $("title") });

@@ -106,3 +106,9 @@ export const MORE_REFERRALS = gql`
     }
   }
 `;
+
+export const REFERRAL_ADDED = gql`
+  subscription ReferralAdded {
+    referralAdded { phone activatedAt }
+  }
+`;
