@@ -197,7 +197,8 @@ if DATABASE_POOLER not in ("", "transaction"):
 # server cancels a statement after DATABASE_TIMEOUT, a lock wait after half of it,
 # and a transaction left idle after twice it; TCP keepalives and a TCP user
 # timeout drop a connection whose peer has gone away. Through a transaction pooler
-# the timeouts go with each transaction instead (backend/postgresql).
+# the timeouts come from the role, or are set as each transaction begins
+# (backend/postgresql).
 milliseconds = int(DATABASE_TIMEOUT * 1000)
 DATABASE_SERVER_TIMEOUTS = (
     {
@@ -208,12 +209,14 @@ DATABASE_SERVER_TIMEOUTS = (
     if DATABASE_TIMEOUT
     else {}
 )
-timeouts: dict[str, object] = {}
+connect_options: dict[str, object] = {}
 if DATABASE_POOLER:
-    timeouts["prepare_threshold"] = None
+    connect_options["prepare_threshold"] = None
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 elif DATABASE_SERVER_TIMEOUTS:
-    timeouts["options"] = " ".join(f"-c {k}={v}" for k, v in DATABASE_SERVER_TIMEOUTS.items())
+    connect_options["options"] = " ".join(
+        f"-c {name}={value}" for name, value in DATABASE_SERVER_TIMEOUTS.items()
+    )
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Each connection is tried (an empty query) as it leaves the pool, so one the server
 # closed, as a restart does, is replaced before a request uses it (backend/postgresql).
@@ -225,7 +228,7 @@ DATABASES["default"].setdefault("OPTIONS", {}).update(
         "keepalives_interval": 5,
         "keepalives_count": 3,
         "tcp_user_timeout": 10_000,
-        **timeouts,
+        **connect_options,
         # The API's DATABASE_POOL_SIZE, and the admin's own share (ADMIN_CONCURRENCY).
         "pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE + ADMIN_CONCURRENCY, "timeout": 2},
     }

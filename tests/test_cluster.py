@@ -710,13 +710,28 @@ def test_drill_200_ms_to_the_database(cluster):
         # round trips long: a first burst makes them (its answers are not counted).
         await asyncio.gather(*[one_send() for _ in range(200)])
         started = time.monotonic()
+        watching = asyncio.ensure_future(asyncio.to_thread(most_server_connections, done))
         answers = await asyncio.gather(*[one_send() for _ in range(200)])
-        return alone, time.monotonic() - started, answers
+        took = time.monotonic() - started
+        done.set()
+        return alone, took, answers, await watching
+
+    done = threading.Event()
+
+    def most_server_connections(done: threading.Event) -> int:
+        """The most connections of the role `app` PostgreSQL had at once meanwhile."""
+        most = 0
+        with psycopg.connect(cluster.database.admin_url(), autocommit=True) as db:
+            while not done.is_set():
+                query = "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'"
+                most = max(most, db.execute(query).fetchone()[0])
+                time.sleep(0.05)
+        return most
 
     bouncer.move(topology.free_or(20644, db))
     proxy = db.delay_proxy(outer, db.address, bouncer.port, 200)
     try:
-        alone, took, answers = asyncio.run(scenario())
+        alone, took, answers, most = asyncio.run(scenario())
     finally:
         proxy.stop()
         proxy.log_path.unlink(missing_ok=True)
@@ -733,6 +748,7 @@ def test_drill_200_ms_to_the_database(cluster):
                 "errors seen by clients": {k: seen.count(k) for k in set(seen) - {"ok"}} or "none",
                 "failed answers after (s)": [f"{e:.2f}" for e in sorted(failed)] or "-",
                 "200 round trips in a row would take (s)": "40",
+                "PostgreSQL connections of the service, most at once": most,
             },
         )
     )
@@ -741,3 +757,4 @@ def test_drill_200_ms_to_the_database(cluster):
     assert set(seen) <= {"ok", "SERVICE_UNAVAILABLE"}, set(seen)
     assert seen.count("ok") >= 150, {kind: seen.count(kind) for kind in set(seen)}
     assert took < 200 * 0.2 / 2, took  # half of 200 round trips in a row, with room
+    assert 0 < most <= 20  # PgBouncer's default_pool_size, whatever the hosts' pools hold
