@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 
+from users import sql
 from users.access_tokens import issue_access_token
 from users.errors import DomainError, ErrorCode
 from users.hashing import token_hash
@@ -124,14 +125,15 @@ def _expired(refresh: RefreshToken, now: datetime) -> bool:
     return now - refresh.created_at >= timedelta(seconds=settings.REFRESH_TOKEN_EXPIRATION)
 
 
+SESSION_ENDED_CHANNEL = "users_session_ended"  # users/sql/sessions.sql notifies it
+
+
 def end_sessions(sessions: "list[int]") -> int:
     """End these sessions and revoke their refresh tokens, in the caller's transaction
-    (which holds or takes the sessions' rows first). How many were still live."""
-    ended = Session.objects.filter(pk__in=sessions, ended_at__isnull=True).update(ended_at=Now())
-    RefreshToken.objects.filter(session_id__in=sessions, revoked_at__isnull=True).update(
-        revoked_at=Now()
-    )
-    return ended
+    (which holds or takes the sessions' rows first), telling every worker on commit
+    (users_end_sessions). How many were still live."""
+    (ended,) = sql.call("users_end_sessions", sessions=[int(pk) for pk in sessions])
+    return int(ended)
 
 
 def _grace_reuse(refresh: RefreshToken, refresh_token: str, now: datetime) -> Tokens:

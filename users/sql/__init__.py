@@ -2,7 +2,8 @@
 
 The `.sql` files here are the rules' only text (windows.sql: sliding-window limits;
 deliveries.sql: delivery statuses and the SMS pumping rule; sign_in.sql: a send, a
-code check, a sign-in, with the lock order). `install` runs them
+code check, a sign-in, with the lock order; sessions.sql: ending sessions;
+referrals.sql: an activation's record, its fraud signals and notice). `install` runs them
 after every `migrate` (users.apps), each a `CREATE OR REPLACE FUNCTION`, so the
 database always holds what the files say; `differences` tells how it does not.
 
@@ -19,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 DIRECTORY = Path(__file__).resolve().parent
 # In dependency order: sign_in.sql calls the functions of the others.
-FILES = ["windows.sql", "deliveries.sql", "sign_in.sql", "referrals.sql"]
+FILES = ["windows.sql", "deliveries.sql", "sign_in.sql", "sessions.sql", "referrals.sql"]
 PREFIX = "users_"
 _SCRATCH = "users_sql_check"
 
