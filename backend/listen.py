@@ -1,9 +1,10 @@
 """PostgreSQL LISTEN for the whole worker: one connection, however many subscribers.
 
-A subscription (`referralAdded`, schema/subscriptions.py) asks `notices.subscribe(key)`
-for a queue; the first subscription of a worker opens this worker's one listening
-connection, which stays open for the worker's life. Each NOTIFY on a channel is read
-once and handed to the queues of the key it names, so a thousand subscribers on a
+A subscription (`referralAdded`, schema/subscriptions.py; a connection waiting for its
+session's end, schema/websocket.py) asks `notices.subscribe(key)` for a queue; the
+first subscription of a worker opens this worker's one listening connection, which
+LISTENs on every channel and stays open for the worker's life. Each NOTIFY on a channel
+is read once and handed to the queues of the key it names, so a thousand subscribers on a
 worker cost one connection and one read per notice, and a notice made on any worker of
 any host reaches every worker that listens. PostgreSQL delivers a NOTIFY only when the
 transaction that sent it commits (users/sql/referrals.sql sends it with the
@@ -46,23 +47,60 @@ def connection_params() -> dict[str, Any]:
     return params
 
 
+class _Listener:
+    """The worker's one listening connection, for every channel a `Notices` was made for."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, Notices] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()  # set while the connection listens
+
+    def start(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._listen(), name="listen")
+
+    async def _listen(self) -> None:
+        failures = 0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    **connection_params(), autocommit=True
+                ) as conn:
+                    for channel in self.channels:
+                        await conn.execute(f"LISTEN {channel}")
+                    self.listening.set()
+                    failures = 0
+                    async for notice in conn.notifies():
+                        self.channels[notice.channel].dispatch(notice.payload)
+            except psycopg.Error as error:
+                logger.warning("listening failed, again shortly: %s", error)
+            finally:
+                self.listening.clear()
+            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+            failures += 1
+
+
+_listener = _Listener()
+
+
 class Notices:
-    """This worker's subscribers to one channel, by the key each notice is for."""
+    """This worker's subscribers to one channel, by the key each notice is for. Made at
+    import (a module's global), before the worker's first subscription starts listening."""
 
     def __init__(self, channel: str, key_of: Callable[[dict[str, Any]], object]) -> None:
+        assert _listener.task is None, f"{channel}: made after the worker began to listen"
         self.channel = channel
         self.key_of = key_of
         self.queues: defaultdict[object, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
-        self.task: asyncio.Task[None] | None = None
-        self.listening = asyncio.Event()  # set while the connection listens
+        self.listening = _listener.listening
+        _listener.channels[channel] = self
 
     @asynccontextmanager
     async def subscribe(self, key: object) -> AsyncIterator["asyncio.Queue[dict[str, Any]]"]:
         """A queue of the notices for `key`, for as long as the block lasts."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self.queues[key].add(queue)
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._listen(), name=f"listen {self.channel}")
+        _listener.start()
         try:
             yield queue
         finally:
@@ -85,22 +123,3 @@ class Notices:
                 queue.put_nowait(notice)
             except asyncio.QueueFull:
                 logger.warning("a subscriber on %s is not reading: a notice dropped", self.channel)
-
-    async def _listen(self) -> None:
-        failures = 0
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    **connection_params(), autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {self.channel}")
-                    self.listening.set()
-                    failures = 0
-                    async for notice in conn.notifies():
-                        self.dispatch(notice.payload)
-            except psycopg.Error as error:
-                logger.warning("listening on %s failed, again shortly: %s", self.channel, error)
-            finally:
-                self.listening.clear()
-            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
-            failures += 1

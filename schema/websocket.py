@@ -11,6 +11,10 @@ service adds to it:
 - The token's expiry: when it passes, the connection is closed with 4403 too ("Token
   expired"). graphql-ws clients do not treat 4403 as fatal: they reconnect and call
   `connectionParams` again, which should return a fresh token (docs/frontend.md).
+- The token's session: when it ends (signed out there or elsewhere, by staff, by reuse
+  detection), on whichever worker or host, the connection is closed with 4403 "Session
+  ended" (users/sql/sessions.sql's notice, through this worker's LISTEN); reconnecting
+  with that session's tokens is refused, as every request is.
 - Caps: SUBSCRIPTIONS_PER_USER authenticated connections per user on this worker (the
   next one's connection_init is answered with 4429 "Too many connections"), and
   SUBSCRIPTIONS_PER_WORKER connections of any kind per worker (the handshake beyond it is
@@ -50,15 +54,19 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from backend import database, metrics
 from backend.edge import Receive, Scope, Send
+from backend.listen import Notices
 from schema.schema import schema
+from schema.subscriptions import LISTEN_WAIT
 from users import selectors
 from users.access_tokens import claims_of_access_token
+from users.services.tokens import SESSION_ENDED_CHANNEL
 
 logger = logging.getLogger(__name__)
 
 MAX_OPERATIONS = 10  # subscriptions one connection may run at once
 FORBIDDEN = (4403, "Forbidden")
 EXPIRED = (4403, "Token expired")
+SESSION_ENDED = (4403, "Session ended")
 TOO_MANY = (4429, "Too many connections")
 TRY_AGAIN = (1013, "Try again later")
 
@@ -77,6 +85,8 @@ class Connections:
 
 
 connections = Connections()
+# Sessions ended anywhere, by id: each authenticated connection waits on its own.
+ended_sessions = Notices(SESSION_ENDED_CHANNEL, key_of=lambda notice: int(notice["session"]))
 
 
 @dataclass
@@ -201,13 +211,27 @@ class Handler(BaseGraphQLTransportWSHandler[SocketContext, None]):
         connections.by_user[user_id] += 1
         self.context.subscriber_id = user_id
         self.context.expires_at = expires_at
-        self.expiry = asyncio.create_task(_expire(self.websocket, expires_at))
+        self.expiry = asyncio.create_task(
+            _expire(self.websocket, expires_at, session_id=claims.session_id)
+        )
+        # Acknowledged once this worker listens (or has tried for a while): a session
+        # ended after the client's connection_ack closes this connection.
+        with suppress(TimeoutError):
+            async with asyncio.timeout(LISTEN_WAIT):
+                await ended_sessions.listening.wait()
         return None
 
 
-async def _expire(socket: Socket, at: float) -> None:
-    await asyncio.sleep(max(0.0, at - time.time()))  # JWT expiry is in host time
-    await socket.close(*EXPIRED)
+async def _expire(socket: Socket, at: float, *, session_id: int) -> None:
+    """Close the connection when its token expires or its session ends."""
+    async with ended_sessions.subscribe(session_id) as ended:
+        try:
+            async with asyncio.timeout(max(0.0, at - time.time())):  # JWT exp: host time
+                await ended.get()
+        except TimeoutError:
+            await socket.close(*EXPIRED)
+            return
+    await socket.close(*SESSION_ENDED)
 
 
 async def _ping(socket: Socket) -> None:

@@ -35,6 +35,8 @@ INVITE = """query { me { inviteCode } }"""
 VERIFY_WITH_INVITE = """mutation($phone: String!, $code: String!, $invite: String) {
   verifyCode(phone: $phone, code: $code, inviteCode: $invite) {
     token userErrors { code message } } }"""
+SESSIONS = "query { me { sessions { id current } } }"
+REVOKE_SESSION = """mutation($id: ID!) { revokeSession(id: $id) { revoked userErrors { code } } }"""
 PROTOCOL = "graphql-transport-ws"
 WAIT = 30.0  # seconds: generous, for a loaded machine
 
@@ -201,6 +203,41 @@ def test_a_bad_or_expiring_token_is_closed_with_4403():
     assert refused == [(4403, "Forbidden")] * 3
     assert expired == (4403, "Token expired")
     assert late == (4403, "Forbidden")
+
+
+@served
+def test_a_subscription_of_a_session_ended_elsewhere_is_closed_with_4403():
+    """Device 2 subscribes; device 1 ends device 2's session on another server (another
+    host): device 2's socket is closed at once, and its token cannot subscribe again. A
+    subscription of device 1 goes on."""
+    with start_server(FAST_SIGN_IN) as here, start_server(FAST_SIGN_IN) as there:
+
+        async def scenario():
+            phone = new_phone()
+            first = await sign_in(there.url, phone)
+            second = await sign_in(here.url, phone)
+            kept = await subscribe(here.url, first)
+            ended = await subscribe(here.url, second)
+            sessions = (await graphql_data(there.url, SESSIONS, token=first))["me"]["sessions"]
+            (other,) = [s["id"] for s in sessions if not s["current"]]
+            revoked = await graphql_data(there.url, REVOKE_SESSION, {"id": other}, token=first)
+            assert revoked["revokeSession"] == {"revoked": True, "userErrors": []}, revoked
+            closed = await closed_with(ended)
+            again = await open_socket(here.url, None, init=False)
+            init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {second}"}}
+            await again.send(json.dumps(init))
+            refused = await closed_with(again)
+            # The other device's subscription is open still: a referral reaches it.
+            code = (await graphql_data(here.url, INVITE, token=first))["me"]["inviteCode"]
+            friend = await invited_sign_up(there.url, code)
+            heard = await next_referral(kept)
+            await kept.close()
+            return closed, refused, heard["phone"] == friend
+
+        closed, refused, heard = asyncio.run(scenario())
+    assert closed == (4403, "Session ended")
+    assert refused == (4403, "Forbidden")
+    assert heard
 
 
 @served
