@@ -800,14 +800,14 @@ def test_the_referral_dashboard_loads_nothing_from_another_host(browser, server,
     counted), in a screenshot for the docs."""
     from playwright.sync_api import expect
 
-    from users.models import Activation
-    from users.services import invites, referrals
+    from users.models import Activation, SignInEvent
+    from users.services import invites
 
     page = staff_page(browser, server)
     requests = []
     page.on("request", lambda request: requests.append(request.url))
     people = [User.objects.create_user(f"+37529{n + 1}{n:02d}{n * 1111:04d}") for n in range(6)]
-    referrals.record_sign_in(user_id=people[0].pk, network="10.1.2.0/24")
+    SignInEvent.objects.create(user=people[0], outcome="signed_in", network="10.1.2.0/24")
     for n in range(60):
         person = User.objects.create_user(f"+37544{n:03d}{(n * 37) % 10000:04d}")
         days = (n * 13) % 28

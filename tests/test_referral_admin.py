@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from tests.conftest import at_once, concurrent
 from users.errors import DomainError, ErrorCode
-from users.models import Activation, User
+from users.models import Activation, SignInEvent, User
 from users.services import invites, referrals
 
 QUEUE = "/admin/users/activation/"
@@ -38,7 +38,7 @@ def referral(referrer, phone, network="192.0.2.0/24"):
 def program(db):
     """A referrer with one flagged and one clean referral."""
     referrer = User.objects.create_user("+375291000000")
-    referrals.record_sign_in(user_id=referrer.pk, network="10.1.2.0/24")
+    SignInEvent.objects.create(user=referrer, outcome="signed_in", network="10.1.2.0/24")
     flagged = referral(referrer, "+375442000000", network="10.1.2.0/24")
     clean = referral(referrer, "+375333000000")
     return referrer, flagged, clean
@@ -102,7 +102,7 @@ def read(response) -> list[list[str]]:
 def committed_program(transactional_db):
     """`program`, committed: the export reads on threads of its own."""
     referrer = User.objects.create_user("+375291000000")
-    referrals.record_sign_in(user_id=referrer.pk, network="10.1.2.0/24")
+    SignInEvent.objects.create(user=referrer, outcome="signed_in", network="10.1.2.0/24")
     flagged = referral(referrer, "+375442000000", network="10.1.2.0/24")
     clean = referral(referrer, "+375333000000")
     return referrer, flagged, clean

@@ -431,21 +431,3 @@ class Activation(models.Model):
 
     def __str__(self) -> str:
         return f"activation of {self.code} by user {self.referee_id}"
-
-
-class SignInNetwork(models.Model):
-    """A network (IPv4 /24, IPv6 /64) a user signed in from, and when last: what the
-    same-network signal compares an activation with. One row per user and network."""
-
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
-    network = models.CharField(max_length=64)
-    last_seen_at = models.DateTimeField(db_default=Now())
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["user", "network"], name="sign_in_network_user")
-        ]
-        indexes = [models.Index(fields=["last_seen_at"], name="sign_in_network_seen_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.network} of user {self.user_id}"

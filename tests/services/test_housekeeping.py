@@ -59,7 +59,6 @@ def test_purge_expired_deletes_what_is_over_and_keeps_what_still_counts(db, sett
         "deliveries": 1,
         "sign_in_history": 1,
         "blocked_prefixes": 1,
-        "sign_in_networks": 0,
     }
     assert list(Session.objects.all()) == [session]
     assert list(SignInEvent.objects.values_list("outcome", flat=True)) == ["signed_in"]

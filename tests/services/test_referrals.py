@@ -14,17 +14,22 @@ from django.db.models import F
 
 from tests.conftest import Api, concurrent
 from users.models import Activation, RefreshToken, User
-from users.services import housekeeping, invites, referrals, tokens
+from users.services import codes, housekeeping, invites, referrals, tokens
 
 REFERRER = "+375291000000"
 FAR = ["+375442000000", "+375333000000", "+375298000000", "+375445000000", "+375296000000"]
 
 
+def signed_in_from(phone: str, network: str) -> User:
+    """A person who signed in with a code from `network` (their sign-in history keeps it)."""
+    issued = codes.issue_code(phone=phone, client_key="203.0.113.5")
+    client = codes.Client(user_agent="Mozilla/5.0", network=network)
+    return codes.verify_code(phone=phone, code=issued.code, client=client).user
+
+
 @pytest.fixture
 def referrer(db):
-    user = User.objects.create_user(REFERRER)
-    referrals.record_sign_in(user_id=user.pk, network="10.1.2.0/24")
-    return user
+    return signed_in_from(REFERRER, "10.1.2.0/24")
 
 
 def activate(phone, referrer, network="192.0.2.0/24"):
@@ -166,8 +171,7 @@ def test_the_notice_is_sent_only_when_the_activation_commits():
 def test_activations_and_their_signals_are_counted_when_they_commit():
     from tests.test_metrics import count
 
-    referrer = User.objects.create_user(REFERRER)
-    referrals.record_sign_in(user_id=referrer.pk, network="10.1.2.0/24")
+    referrer = signed_in_from(REFERRER, "10.1.2.0/24")
     before = count("referral_activations_total", via="activate")
     flagged = count("referral_flagged_activations_total", signal="same_network")
     activate(FAR[0], referrer, network="10.1.2.0/24")

@@ -38,17 +38,4 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(condition=models.Q(('status', 'rejected'), _negated=True), fields=('referee',), name='activation_one_standing_per_referee'), models.CheckConstraint(condition=models.Q(('status__in', ['counted', 'confirmed', 'rejected'])), name='activation_status')],
             },
         ),
-        migrations.CreateModel(
-            name='SignInNetwork',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('network', models.CharField(max_length=64)),
-                ('last_seen_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
-            ],
-            options={
-                'indexes': [models.Index(fields=['last_seen_at'], name='sign_in_network_seen_idx')],
-                'constraints': [models.UniqueConstraint(fields=('user', 'network'), name='sign_in_network_user')],
-            },
-        ),
     ]

@@ -472,8 +472,8 @@ def verify_code(
 
     With `invite_code`, the invite is activated in the same transaction; if it is
     refused, the sign-in is not made and the code stays live. Without one, the sign-in
-    is one statement. Then the client's network is noted for the referral program's
-    same-network signal (a statement of its own: a sign-in never fails for it).
+    is one statement. The sign-in's history row (users_signinevent) keeps the client's
+    network, which the referral program's same-network signal reads.
     """
     phone = normalize_phone(phone)
     if invite_code is not None and not invite_code.strip():
@@ -481,10 +481,5 @@ def verify_code(
     if len(code) > MAX_CODE_INPUT or not CODE_SHAPE.fullmatch(code):
         raise DomainError(ErrorCode.INVALID_CODE, _("The code is 4 digits."), field="code")
     if invite_code is None:
-        signed_in = _sign_in_alone(phone=phone, code=code, client=client)
-    else:
-        signed_in = _sign_in_with_invite(
-            phone=phone, code=code, client=client, invite_code=invite_code
-        )
-    referrals.record_sign_in(user_id=signed_in.user.pk, network=client.network or None)
-    return signed_in
+        return _sign_in_alone(phone=phone, code=code, client=client)
+    return _sign_in_with_invite(phone=phone, code=code, client=client, invite_code=invite_code)

@@ -13,7 +13,6 @@ from users.models import (
     RateLimit,
     Session,
     SignInEvent,
-    SignInNetwork,
 )
 from users.services import referrals, tokens
 from users.services.unit import use_case
@@ -23,10 +22,9 @@ from users.services.unit import use_case
 def purge_expired() -> dict[str, int]:
     """Delete dead codes, counters past their windows, expired refresh tokens, sessions
     unused for as long (ended or not: nothing can refresh them), deliveries older than
-    DELIVERY_LOG_DAYS, sign-in history older than SIGN_IN_HISTORY_DAYS, prefix blocks
-    long over and sign-in networks older than REFERRAL_NETWORK_DAYS; and give the
-    referral program's dormant signal to activations whose referee has not come back
-    within REFERRAL_DORMANT_DAYS.
+    DELIVERY_LOG_DAYS, sign-in history older than SIGN_IN_HISTORY_DAYS and prefix blocks
+    long over; and give the referral program's dormant signal to activations whose
+    referee has not come back within REFERRAL_DORMANT_DAYS.
 
     Nothing else depends on it for correctness; it keeps the tables small.
     """
@@ -44,9 +42,6 @@ def purge_expired() -> dict[str, int]:
     # A block that ended is kept for the pumping rule's window: it counts from its end.
     blocks, _ = BlockedPrefix.objects.filter(
         until__lt=now - timedelta(seconds=settings.SMS_PUMPING_WINDOW)
-    ).delete()
-    networks, _ = SignInNetwork.objects.filter(
-        last_seen_at__lt=now - timedelta(days=settings.REFERRAL_NETWORK_DAYS)
     ).delete()
     # Before the refresh tokens and sessions go: they tell whether a referee came back.
     dormant = referrals.flag_dormant()
@@ -70,5 +65,4 @@ def purge_expired() -> dict[str, int]:
         "deliveries": deliveries,
         "sign_in_history": history,
         "blocked_prefixes": blocks,
-        "sign_in_networks": networks,
     }

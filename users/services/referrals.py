@@ -38,12 +38,6 @@ class Recorded:
     activated_at: datetime
 
 
-def record_sign_in(*, user_id: int, network: str | None) -> None:
-    """Note the network a user just signed in from (the same-network signal reads it)."""
-    if network:
-        sql.call("users_sign_in_seen", user=user_id, network=network)
-
-
 def record_activation(
     *, referee_id: int, referrer_id: int, code: str, via: str, network: str | None
 ) -> Recorded:

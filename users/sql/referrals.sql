@@ -1,24 +1,15 @@
 -- The referral program's rules: an activation's record with its fraud signals and the
--- notice that tells its referrer's open subscriptions, and the networks sign-ins come
--- from. users/services/referrals.py calls these functions; this file is their only text.
+-- notice that tells its referrer's open subscriptions. users/services/referrals.py calls these functions; this file is their only text.
 --
 -- An activation is recorded in the transaction that made it (after the referee's row
 -- is written and locked, users/sql/sign_in.sql's step 8), so its record, its signals
 -- and its notice commit or roll back with it: PostgreSQL delivers a NOTIFY only when
 -- its transaction commits, to every worker on every host that LISTENs.
 
--- Where a user signs in from: the network (IPv4 /24, IPv6 /64), last seen now.
-CREATE OR REPLACE FUNCTION users_sign_in_seen(p_user bigint, p_network text)
-RETURNS void LANGUAGE sql AS $$
-    INSERT INTO users_signinnetwork AS n (user_id, network, last_seen_at)
-    VALUES (p_user, p_network, now())
-    ON CONFLICT (user_id, network) DO UPDATE SET last_seen_at = excluded.last_seen_at
-$$;
-
 -- Record the activation of `p_referrer`'s code `p_code` by `p_referee`, whose row holds
 -- it already, with its signals:
 --   same_network  the referee's network `p_network` is one the referrer signed in from
---                 within `p_network_days` days;
+--                 within `p_network_days` days (their sign-in history, users_signinevent);
 --   burst         the referrer's code had `p_per_hour` activations or more in the hour
 --                 before this one (this is one more than the setting allows);
 --   sequential    the referee's number is within `p_distance` of the referrer's or of
@@ -40,9 +31,9 @@ BEGIN
     FROM users_user u WHERE u.id = p_referee;
 
     IF p_network <> '' AND p_network_days > 0 AND EXISTS (
-        SELECT 1 FROM users_signinnetwork n
-        WHERE n.user_id = p_referrer AND n.network = p_network
-            AND n.last_seen_at > now() - make_interval(days => p_network_days)
+        SELECT 1 FROM users_signinevent e
+        WHERE e.user_id = p_referrer AND e.outcome = 'signed_in' AND e.network = p_network
+            AND e.at > now() - make_interval(days => p_network_days)
     ) THEN
         v_signals := v_signals || 'same_network'::text;
     END IF;
