@@ -376,8 +376,10 @@ def test_a_sign_in_alternates_hosts_step_by_step(cluster):
         # refresh on either host, each rotating the last one's token
         first = payload(await call(other, REFRESH, {"t": inviter["refreshToken"]}))
         second = payload(await call(one, REFRESH, {"t": first["refreshToken"]}))
-        reused = await call(other, REFRESH, {"t": first["refreshToken"]})
-        assert outcome(reused) == "INVALID_TOKEN"
+        # a duplicated tab refreshing the replaced token at once, on the other host, gets
+        # the same new refresh token (REFRESH_REUSE_GRACE), not a sign-out
+        again = payload(await call(other, REFRESH, {"t": first["refreshToken"]}))
+        assert again["refreshToken"] == second["refreshToken"]
         # a friend signs in with the invite code, sending on 2 and verifying on 1
         friend = await sign_in(other, new_phone(), verify_url=one, invite=me["inviteCode"])
         assert friend["isNewUser"] is True
@@ -466,10 +468,13 @@ def test_two_people_activating_each_others_codes_on_two_hosts_leave_at_most_one(
 
 
 def test_concurrent_refreshes_across_hosts_rotate_a_token_once(cluster):
+    """Ten refreshes of one token over both hosts at once, as tabs of one browser: one
+    rotation, and every one of them gets its one new refresh token."""
     signed = asyncio.run(sign_in(cluster.apps[0].url, phone := new_phone()))
     answers = across(cluster, 10, lambda url, i: call(url, REFRESH, {"t": signed["refreshToken"]}))
     seen = [outcome(answer) for answer in answers]
-    assert seen.count("ok") == 1 and set(seen) == {"ok", "INVALID_TOKEN"}, seen
+    assert seen == ["ok"] * 10, seen
+    assert len({payload(answer)["refreshToken"] for answer in answers}) == 1
     live = cluster.sql(
         "SELECT count(*) FROM users_refreshtoken t JOIN users_user u ON u.id = t.user_id"
         " WHERE u.phone = %s AND t.revoked_at IS NULL",
