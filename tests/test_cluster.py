@@ -355,8 +355,12 @@ def test_the_hosts_run_as_the_recipe_says(cluster):
         "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND usename = 'app'"
     )[0]
     assert 0 < connections <= 20  # PgBouncer's pool, whatever the hosts hold
-    for app in cluster.apps:
-        assert app.log.count("Started server process") >= 2, app.log[-3000:]
+    for app in cluster.apps:  # a host answers once its first worker does: wait for both
+        topology.wait_for(
+            lambda app=app: app.log.count("Started server process") >= 2,
+            f"both workers of {app.host.name} started",
+            timeout=60,
+        )
     # The role has the timeouts (docs/deploy/database.sql): every session PgBouncer
     # hands out has them, in a transaction or not.
     through = f"postgres://app:{PASSWORD}@{cluster.bouncer.host.address}:{cluster.bouncer.port}/app"
