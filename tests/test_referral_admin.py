@@ -34,14 +34,18 @@ def referral(referrer, phone, network="192.0.2.0/24"):
     return Activation.objects.get(referee=referee, status="counted")
 
 
-@pytest.fixture
-def program(db):
+def a_program():
     """A referrer with one flagged and one clean referral."""
     referrer = User.objects.create_user("+375291000000")
     SignInEvent.objects.create(user=referrer, outcome="signed_in", network="10.1.2.0/24")
     flagged = referral(referrer, "+375442000000", network="10.1.2.0/24")
     clean = referral(referrer, "+375333000000")
     return referrer, flagged, clean
+
+
+@pytest.fixture
+def program(db):
+    return a_program()
 
 
 def test_the_queue_shows_what_is_flagged_and_undecided(program):
@@ -101,11 +105,7 @@ def read(response) -> list[list[str]]:
 @pytest.fixture
 def committed_program(transactional_db):
     """`program`, committed: the export reads on threads of its own."""
-    referrer = User.objects.create_user("+375291000000")
-    SignInEvent.objects.create(user=referrer, outcome="signed_in", network="10.1.2.0/24")
-    flagged = referral(referrer, "+375442000000", network="10.1.2.0/24")
-    clean = referral(referrer, "+375333000000")
-    return referrer, flagged, clean
+    return a_program()
 
 
 def test_the_dashboard_and_the_export(committed_program):
